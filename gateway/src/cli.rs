@@ -1,0 +1,197 @@
+//! The `wagelink` command line: `dev`, `serve` and `config`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::pki::dev;
+use crate::server::{self, Running};
+use crate::store::redact_url;
+
+#[derive(Debug, Parser)]
+#[command(name = "wagelink", version, about = "wagelink: the signed, logged exchange gateway against wage arrears")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a complete dev federation: creates (or reuses) a data directory with a dev
+    /// federation CA, the gateway's certificate and a demo roster of partners, then serves.
+    Dev {
+        /// The data directory; created on the first run, reused after.
+        #[arg(long, default_value = "wagelink-dev")]
+        data_dir: PathBuf,
+        /// Listen address (overrides the configuration's `listen`).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Run on PostgreSQL instead of the directory's SQLite file.
+        #[arg(long, env = "WAGELINK_DATABASE_URL")]
+        database_url: Option<String>,
+    },
+    /// Serve with a configuration file.
+    Serve {
+        /// The TOML configuration (see `wagelink config`).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Listen address (overrides the configuration's `listen`).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Database URL (overrides the configuration's `database_url`).
+        #[arg(long, env = "WAGELINK_DATABASE_URL")]
+        database_url: Option<String>,
+    },
+    /// Print the effective configuration (the defaults when no file is given) as TOML.
+    Config {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WAGELINK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs one parsed command to its end.
+pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    match cli.command {
+        Command::Dev { data_dir, listen, database_url } => {
+            let running = start_dev(&data_dir, listen, database_url).await?;
+            serve_until_signal(running).await
+        }
+        Command::Serve { config, listen, database_url } => {
+            let mut config = Config::load(&config)?;
+            if let Some(listen) = listen {
+                config.listen = listen;
+            }
+            if database_url.is_some() {
+                config.database_url = database_url;
+            }
+            let (store, registry) = server::open(&config).await?;
+            let running = server::start(&config, store, registry).await?;
+            println!(
+                "wagelink {} serving on {} (trust domain {}, database {})",
+                env!("CARGO_PKG_VERSION"),
+                running.local_addr,
+                config.trust_domain,
+                redact_url(&config.effective_database_url())
+            );
+            serve_until_signal(running).await
+        }
+        Command::Config { config } => {
+            let config = match config {
+                Some(path) => Config::load(&path)?,
+                None => Config::default(),
+            };
+            print!("{}", config.to_toml());
+            Ok(())
+        }
+    }
+}
+
+/// `wagelink dev` up to the point where it serves: prepares the data directory, opens the
+/// database, registers the roster and starts the server; prints how a partner connects.
+pub async fn start_dev(
+    data_dir: &Path,
+    listen: Option<SocketAddr>,
+    database_url: Option<String>,
+) -> Result<Running, Box<dyn std::error::Error + Send + Sync>> {
+    let (mut config, created) = dev::prepare(data_dir)?;
+    if let Some(listen) = listen {
+        config.listen = listen;
+    }
+    if database_url.is_some() {
+        config.database_url = database_url;
+    }
+    let (store, registry) = server::open(&config).await?;
+    let added = dev::register_roster(&registry, &config.data_dir).await?;
+    let running = server::start(&config, store, registry).await?;
+    print_dev_banner(&config, &running, created, added);
+    Ok(running)
+}
+
+fn print_dev_banner(config: &Config, running: &Running, created: bool, added: usize) {
+    let dir = config.data_dir.display();
+    let example = dev::partner_dir(&config.data_dir, "hrss-500112");
+    let e = example.display();
+    let partners = running.registry.partners().len();
+    println!(
+        "wagelink {version} (dev) serving on {addr}\n\
+         \x20 trust domain   {td}\n\
+         \x20 database       {db}\n\
+         \x20 data directory {dir} ({state})\n\
+         \x20 partners       {partners} registered{added_note}; each has {dir}/partners/<id>/cert.pem, key.pem and ca.pem\n\
+         \n\
+         Connect as a partner with mutual TLS 1.3: trust ca.pem, present cert.pem + key.pem, server name localhost.\n\
+         For example, as the Yubei district labour inspection office (hrss-500112), with grpcurl:\n\
+         \x20 grpcurl -cacert {e}/ca.pem -cert {e}/cert.pem -key {e}/key.pem \\\n\
+         \x20   -authority localhost {addr} grpc.health.v1.Health/Check\n\
+         \x20 grpcurl -cacert {e}/ca.pem -cert {e}/cert.pem -key {e}/key.pem \\\n\
+         \x20   -authority localhost {addr} wagelink.v1.Identity/WhoAmI\n\
+         The partner list is {dir}/roster.csv. Stop with Ctrl-C.",
+        version = env!("CARGO_PKG_VERSION"),
+        addr = running.local_addr,
+        td = config.trust_domain,
+        db = redact_url(&config.effective_database_url()),
+        state = if created { "created now" } else { "reused" },
+        added_note = if added > 0 { format!(", {added} added now") } else { String::new() },
+    );
+}
+
+async fn serve_until_signal(running: Running) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let stop = running.shutdown_handle();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop.send(true);
+    });
+    running.wait().await?;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

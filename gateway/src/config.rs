@@ -1,0 +1,246 @@
+//! The gateway's configuration: one serde struct, every field with a documented default.
+//! `wagelink config` prints the effective configuration; relative paths are taken from the
+//! directory of the configuration file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read the configuration file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the configuration file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("the configuration is not valid: {0}")]
+    Invalid(String),
+}
+
+/// Everything the gateway needs to run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the gRPC server listens. Default `127.0.0.1:7443`.
+    pub listen: SocketAddr,
+    /// The federation's trust domain: partner certificates carry
+    /// `spiffe://<trust_domain>/partner/<id>`. Default `wagelink.dev`.
+    pub trust_domain: String,
+    /// The directory holding the SQLite database (when no `database_url` is set) and, for
+    /// `wagelink dev`, the dev PKI and the roster. Default `.`.
+    pub data_dir: PathBuf,
+    /// `postgres://…` to run on PostgreSQL; unset runs on `<data_dir>/wagelink.db` (SQLite).
+    pub database_url: Option<String>,
+    /// The gateway's TLS material.
+    pub tls: TlsConfig,
+    /// Limits enforced on every partner.
+    pub limits: Limits,
+    /// How often (seconds) the partner registry is re-read from the database, to pick up
+    /// changes made by other replicas. Changes made through this gateway apply at once.
+    /// Default 5.
+    pub registry_reload_secs: u64,
+}
+
+/// PEM files of the federation CA (to verify partners) and of the gateway's own certificate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// The federation CA certificate(s) partner certificates must chain to.
+    /// Default `pki/federation-ca.pem`.
+    pub ca: PathBuf,
+    /// The gateway's server certificate chain. Default `pki/gateway.pem`.
+    pub certificate: PathBuf,
+    /// The gateway's server private key. Default `pki/gateway.key`.
+    pub key: PathBuf,
+}
+
+/// Per-partner limits; each breach is answered with a precise status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest single gRPC message accepted, in bytes (RESOURCE_EXHAUSTED beyond).
+    /// Default 4 MiB.
+    pub max_message_bytes: usize,
+    /// Sustained requests per second per partner (RESOURCE_EXHAUSTED beyond, with when to
+    /// retry). Default 200.
+    pub requests_per_second: u32,
+    /// Requests a partner may send at once above the sustained rate. Default 400.
+    pub burst: u32,
+    /// Calls (streams) one partner may have open at once (RESOURCE_EXHAUSTED beyond).
+    /// Default 64.
+    pub max_concurrent_calls: u32,
+    /// Longest a unary call may take, in milliseconds (DEADLINE_EXCEEDED beyond); a shorter
+    /// `grpc-timeout` from the caller wins. Streams are not cut by it. Default 30000.
+    pub request_deadline_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7443)),
+            trust_domain: "wagelink.dev".into(),
+            data_dir: PathBuf::from("."),
+            database_url: None,
+            tls: TlsConfig::default(),
+            limits: Limits::default(),
+            registry_reload_secs: 5,
+        }
+    }
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            ca: PathBuf::from("pki/federation-ca.pem"),
+            certificate: PathBuf::from("pki/gateway.pem"),
+            key: PathBuf::from("pki/gateway.key"),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 4 * 1024 * 1024,
+            requests_per_second: 200,
+            burst: 400,
+            max_concurrent_calls: 64,
+            request_deadline_ms: 30_000,
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML configuration file; relative paths in it are resolved against its folder.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.resolve_paths(base);
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Makes every relative path absolute against `base`.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        let abs = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        abs(&mut self.data_dir);
+        let data_dir = self.data_dir.clone();
+        for p in [
+            &mut self.tls.ca,
+            &mut self.tls.certificate,
+            &mut self.tls.key,
+        ] {
+            if p.is_relative() {
+                *p = data_dir.join(&*p);
+            }
+        }
+    }
+
+    /// Checks values serde cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let l = &self.limits;
+        if l.requests_per_second == 0 || l.burst == 0 {
+            return Err(ConfigError::Invalid(
+                "limits.requests_per_second and limits.burst must be at least 1".into(),
+            ));
+        }
+        if l.max_concurrent_calls == 0 {
+            return Err(ConfigError::Invalid(
+                "limits.max_concurrent_calls must be at least 1".into(),
+            ));
+        }
+        if l.max_message_bytes < 1024 {
+            return Err(ConfigError::Invalid(
+                "limits.max_message_bytes must be at least 1024".into(),
+            ));
+        }
+        if l.request_deadline_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "limits.request_deadline_ms must be at least 1".into(),
+            ));
+        }
+        if self.trust_domain.is_empty()
+            || !self
+                .trust_domain
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+        {
+            return Err(ConfigError::Invalid(format!(
+                "trust_domain {:?} must be a DNS-like name (letters, digits, '.', '-')",
+                self.trust_domain
+            )));
+        }
+        Ok(())
+    }
+
+    /// The database URL in effect: the configured one, or the SQLite file in the data dir.
+    pub fn effective_database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("wagelink.db").display()
+            ),
+        }
+    }
+
+    /// TOML text of this configuration.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_key_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:1\"\n[limits]\nburts = 3\n").unwrap();
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(err.contains("burts"), "{err}");
+        assert!(err.contains("c.toml"), "{err}");
+    }
+
+    #[test]
+    fn zero_limits_are_refused() {
+        let mut c = Config::default();
+        c.limits.requests_per_second = 0;
+        assert!(c.validate().unwrap_err().to_string().contains("requests_per_second"));
+    }
+
+    #[test]
+    fn relative_paths_follow_the_file_and_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "data_dir = \"state\"\n").unwrap();
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.data_dir, dir.path().join("state"));
+        assert_eq!(c.tls.ca, dir.path().join("state/pki/federation-ca.pem"));
+        let again: Config = toml::from_str(&c.to_toml()).unwrap();
+        assert_eq!(again, c);
+    }
+
+    #[test]
+    fn a_missing_file_is_named() {
+        let err = Config::load(Path::new("/nonexistent/wagelink.toml")).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/wagelink.toml"));
+    }
+}

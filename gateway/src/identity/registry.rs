@@ -1,0 +1,227 @@
+//! The partner registry as the TLS layer sees it: an in-memory snapshot of partners and pinned
+//! certificates, read at every handshake and every request without touching the database.
+//!
+//! Every change goes to the store first and then replaces the snapshot, so it takes effect at the
+//! next handshake; a periodic reload picks up changes other replicas made to the same database.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, RwLock};
+
+use thiserror::Error;
+
+use super::certificate::{self, CertificateError};
+use super::partner::{Partner, PartnerId, PartnerStatus, VerifiedPartner};
+use crate::store::{CertificateRecord, CertificateStatus, Store, StoreError};
+
+/// Why a certificate was not accepted as a partner's identity.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    #[error("the certificate chain does not end at the federation CA or is invalid: {0}")]
+    Chain(String),
+    #[error("certificate {sha256} is not registered to any partner; ask the operator to register it")]
+    Unregistered { sha256: String },
+    #[error("certificate {sha256} of partner {partner} was revoked: {reason}")]
+    Revoked {
+        sha256: String,
+        partner: PartnerId,
+        reason: String,
+    },
+    #[error("partner {partner} is suspended; ask the operator to reinstate it")]
+    Suspended { partner: PartnerId },
+    #[error("certificate {sha256} is outside its validity period")]
+    Expired { sha256: String },
+    #[error("certificate {sha256} is not yet valid")]
+    NotYetValid { sha256: String },
+}
+
+/// A registry change that could not be made, with what to fix.
+#[derive(Debug, Error)]
+pub enum RegistryError {
+    #[error(transparent)]
+    Certificate(#[from] CertificateError),
+    #[error("partner {0} is not registered; register the partner before its certificates")]
+    UnknownPartner(PartnerId),
+    #[error(transparent)]
+    Partner(#[from] super::partner::PartnerError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Debug, Default)]
+struct Snapshot {
+    partners: HashMap<PartnerId, Partner>,
+    certificates: HashMap<String, CertificateRecord>,
+}
+
+/// A refused handshake or request, kept for operators (and tests) to see why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusalRecord {
+    pub at: i64,
+    pub refusal: Refusal,
+}
+
+const RECENT_REFUSALS: usize = 256;
+
+/// The registry shared by the TLS verifier, the request layers and the administration code.
+#[derive(Debug)]
+pub struct Registry {
+    trust_domain: String,
+    store: Store,
+    snapshot: RwLock<Arc<Snapshot>>,
+    refusals: Mutex<VecDeque<RefusalRecord>>,
+}
+
+impl Registry {
+    /// Loads the registry from the store.
+    pub async fn load(store: Store, trust_domain: &str) -> Result<Arc<Self>, StoreError> {
+        let registry = Arc::new(Self {
+            trust_domain: trust_domain.to_owned(),
+            store,
+            snapshot: RwLock::new(Arc::new(Snapshot::default())),
+            refusals: Mutex::new(VecDeque::new()),
+        });
+        registry.reload().await?;
+        Ok(registry)
+    }
+
+    pub fn trust_domain(&self) -> &str {
+        &self.trust_domain
+    }
+
+    /// Re-reads partners and certificates from the store.
+    pub async fn reload(&self) -> Result<(), StoreError> {
+        let partners = self.store.partners().await?;
+        let certificates = self.store.certificates().await?;
+        let snapshot = Snapshot {
+            partners: partners.into_iter().map(|p| (p.id.clone(), p)).collect(),
+            certificates: certificates
+                .into_iter()
+                .map(|c| (c.facts.sha256.clone(), c))
+                .collect(),
+        };
+        *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snapshot);
+        Ok(())
+    }
+
+    fn current(&self) -> Arc<Snapshot> {
+        self.snapshot.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Decides whether the certificate with this DER identifies an active partner now
+    /// (`now` in Unix seconds). The chain itself is checked by the TLS layer before this.
+    pub fn check(&self, der: &[u8], now: i64) -> Result<VerifiedPartner, Refusal> {
+        self.check_pin(&certificate::fingerprint(der), now)
+    }
+
+    /// As [`Registry::check`], for a connection whose certificate pin is already known.
+    pub fn check_pin(&self, sha256: &str, now: i64) -> Result<VerifiedPartner, Refusal> {
+        let snapshot = self.current();
+        let Some(cert) = snapshot.certificates.get(sha256) else {
+            return Err(Refusal::Unregistered { sha256: sha256.to_owned() });
+        };
+        if let CertificateStatus::Revoked { reason, .. } = &cert.status {
+            return Err(Refusal::Revoked {
+                sha256: sha256.to_owned(),
+                partner: cert.facts.partner_id.clone(),
+                reason: reason.clone(),
+            });
+        }
+        if now < cert.facts.not_before {
+            return Err(Refusal::NotYetValid { sha256: sha256.to_owned() });
+        }
+        if now > cert.facts.not_after {
+            return Err(Refusal::Expired { sha256: sha256.to_owned() });
+        }
+        let partner = snapshot
+            .partners
+            .get(&cert.facts.partner_id)
+            .ok_or_else(|| Refusal::Unregistered { sha256: sha256.to_owned() })?;
+        if partner.status != PartnerStatus::Active {
+            return Err(Refusal::Suspended { partner: partner.id.clone() });
+        }
+        Ok(VerifiedPartner {
+            id: partner.id.clone(),
+            kind: partner.kind,
+            name: partner.name.clone(),
+            jurisdiction: partner.jurisdiction.clone(),
+            certificate_sha256: sha256.to_owned(),
+            certificate_not_after: cert.facts.not_after,
+        })
+    }
+
+    /// Remembers a refusal for operators; the oldest are forgotten first.
+    pub fn record_refusal(&self, refusal: Refusal) {
+        tracing::warn!(reason = %refusal, "partner refused");
+        let mut recent = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
+        if recent.len() == RECENT_REFUSALS {
+            recent.pop_front();
+        }
+        recent.push_back(RefusalRecord { at: crate::store::now_unix(), refusal });
+    }
+
+    /// The most recent refusals, oldest first.
+    pub fn recent_refusals(&self) -> Vec<RefusalRecord> {
+        self.refusals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    pub fn partner(&self, id: &PartnerId) -> Option<Partner> {
+        self.current().partners.get(id).cloned()
+    }
+
+    pub fn partners(&self) -> Vec<Partner> {
+        let mut all: Vec<_> = self.current().partners.values().cloned().collect();
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        all
+    }
+
+    /// Registers a new partner.
+    pub async fn register_partner(&self, partner: &Partner) -> Result<(), RegistryError> {
+        partner.validate()?;
+        self.store.insert_partner(partner).await?;
+        self.reload().await?;
+        Ok(())
+    }
+
+    /// Suspends or reinstates a partner; effective at its next handshake and next request.
+    pub async fn set_partner_status(
+        &self,
+        id: &PartnerId,
+        status: PartnerStatus,
+    ) -> Result<(), RegistryError> {
+        let mut partner = self
+            .store
+            .partner(id)
+            .await?
+            .ok_or_else(|| RegistryError::UnknownPartner(id.clone()))?;
+        partner.status = status;
+        self.store.update_partner(&partner).await?;
+        self.reload().await?;
+        Ok(())
+    }
+
+    /// Pins a certificate (DER) to the partner its SAN URI names.
+    pub async fn register_certificate(
+        &self,
+        der: &[u8],
+    ) -> Result<certificate::CertificateFacts, RegistryError> {
+        let facts = certificate::inspect(der, &self.trust_domain)?;
+        if self.store.partner(&facts.partner_id).await?.is_none() {
+            return Err(RegistryError::UnknownPartner(facts.partner_id));
+        }
+        self.store.insert_certificate(&facts, der).await?;
+        self.reload().await?;
+        Ok(facts)
+    }
+
+    /// Revokes a certificate by its SHA-256; new handshakes with it are refused at once.
+    pub async fn revoke_certificate(&self, sha256: &str, reason: &str) -> Result<(), RegistryError> {
+        self.store.revoke_certificate(sha256, reason).await?;
+        self.reload().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,22 @@
+//! wagelink: a federated data-exchange gateway for the agencies and banks that fight wage
+//! arrears of migrant workers. One mTLS gRPC server; everything that crosses it is signed,
+//! checked, logged and answered with a receipt (see DESIGN.md in the shared folder).
+//!
+//! Module map, mirroring the design:
+//! - [`identity`] — partners, certificates, the registry, the TLS client check;
+//! - [`pki`] — the federation CA and the `wagelink dev` roster;
+//! - [`store`] — persistence, one interface over SQLite and PostgreSQL;
+//! - [`tls`] — the TLS 1.3 endpoint;
+//! - [`layers`] — tower layers around every call (authentication, limits, deadlines);
+//! - [`services`] — the gRPC services, thin over the domain;
+//! - [`server`] — assembly; [`config`] — configuration; [`cli`] — the `wagelink` command.
+
+pub mod cli;
+pub mod config;
+pub mod identity;
+pub mod layers;
+pub mod pki;
+pub mod server;
+pub mod services;
+pub mod store;
+pub mod tls;

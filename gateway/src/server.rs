@@ -1,0 +1,237 @@
+//! Assembles and runs the gateway: storage, registry, the TLS endpoint, the layers and the
+//! services, on one listening socket.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prost::Message;
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Server;
+use tower::ServiceBuilder;
+use wagelink_proto::v1 as pb;
+
+use crate::config::Config;
+use crate::identity::Registry;
+use crate::layers::admission::AdmissionLayer;
+use crate::layers::authenticate::Authenticate;
+use crate::layers::calls::ConcurrentCalls;
+use crate::layers::deadline::DeadlineLayer;
+use crate::layers::message_size::MessageSizeLayer;
+use crate::layers::rate::RateLimit;
+use crate::layers::unbuilt::Unbuilt;
+use crate::services::identity::IdentityService;
+use crate::store::{Store, StoreError};
+use crate::tls::{PartnerConn, TlsError, install_crypto_provider, server_config};
+
+/// How long a client may take to complete the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("cannot listen on {addr}: {source}; is another process using the port? choose another with --listen")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the gRPC server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("gRPC reflection could not load the contract: {0}")]
+    Reflection(String),
+}
+
+/// A gateway that is serving.
+pub struct Running {
+    pub local_addr: SocketAddr,
+    pub registry: Arc<Registry>,
+    pub store: Store,
+    shutdown: watch::Sender<bool>,
+    server: JoinHandle<Result<(), ServeError>>,
+}
+
+impl Running {
+    /// Stops accepting, lets calls in flight finish, and waits for the server to end.
+    pub async fn shutdown(self) -> Result<(), ServeError> {
+        let _ = self.shutdown.send(true);
+        self.wait().await
+    }
+
+    /// Waits until the server ends (it ends only on shutdown or a fatal error).
+    pub async fn wait(self) -> Result<(), ServeError> {
+        match self.server.await {
+            Ok(result) => result,
+            Err(join) => Err(ServeError::Reflection(format!("server task ended: {join}"))),
+        }
+    }
+
+    /// A sender that stops the server when `true` is sent (for signal handlers).
+    pub fn shutdown_handle(&self) -> watch::Sender<bool> {
+        self.shutdown.clone()
+    }
+}
+
+/// The paths of every streaming method in the contract (deadlines do not cut them).
+pub fn streaming_methods() -> HashSet<String> {
+    let Ok(fds) = prost_types::FileDescriptorSet::decode(wagelink_proto::FILE_DESCRIPTOR_SET) else {
+        return HashSet::new();
+    };
+    let mut paths = HashSet::new();
+    for file in &fds.file {
+        for service in &file.service {
+            for method in &service.method {
+                if method.client_streaming() || method.server_streaming() {
+                    paths.insert(format!(
+                        "/{}.{}/{}",
+                        file.package(),
+                        service.name(),
+                        method.name()
+                    ));
+                }
+            }
+        }
+    }
+    paths.insert("/grpc.health.v1.Health/Watch".into());
+    paths.insert("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo".into());
+    paths
+}
+
+/// Opens the store named by the configuration and loads the registry from it.
+pub async fn open(config: &Config) -> Result<(Store, Arc<Registry>), ServeError> {
+    let store = Store::open(&config.effective_database_url()).await?;
+    let registry = Registry::load(store.clone(), &config.trust_domain).await?;
+    Ok((store, registry))
+}
+
+/// Starts serving with an opened store and registry.
+pub async fn start(
+    config: &Config,
+    store: Store,
+    registry: Arc<Registry>,
+) -> Result<Running, ServeError> {
+    install_crypto_provider();
+    let tls = Arc::new(server_config(&config.tls, registry.clone())?);
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Bind { addr: config.listen, source })?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|source| ServeError::Bind { addr: config.listen, source })?;
+    let (shutdown, shutdown_rx) = watch::channel(false);
+
+    let (conn_tx, conn_rx) = mpsc::channel::<Result<PartnerConn, std::io::Error>>(128);
+    tokio::spawn(accept_loop(listener, tls, conn_tx, shutdown_rx.clone()));
+    tokio::spawn(reload_loop(
+        registry.clone(),
+        Duration::from_secs(config.registry_reload_secs.max(1)),
+        shutdown_rx.clone(),
+    ));
+
+    let limits = &config.limits;
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<pb::identity_server::IdentityServer<IdentityService>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(wagelink_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| ServeError::Reflection(e.to_string()))?;
+    let identity = pb::identity_server::IdentityServer::new(IdentityService::new(
+        registry.clone(),
+        format!("wagelink {} at {local_addr}", env!("CARGO_PKG_VERSION")),
+    ))
+    .max_decoding_message_size(limits.max_message_bytes);
+
+    let layers = ServiceBuilder::new()
+        .layer(AdmissionLayer(Authenticate::new(registry.clone())))
+        .layer(AdmissionLayer(RateLimit::new(limits.requests_per_second, limits.burst)))
+        .layer(AdmissionLayer(ConcurrentCalls::new(limits.max_concurrent_calls)))
+        .layer(DeadlineLayer::new(
+            Duration::from_millis(limits.request_deadline_ms),
+            streaming_methods(),
+        ))
+        .layer(MessageSizeLayer::new(limits.max_message_bytes))
+        .layer(AdmissionLayer(Unbuilt::default()))
+        .into_inner();
+
+    let stop = shutdown_rx.clone();
+    let router = Server::builder()
+        .layer(layers)
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(identity);
+    let server = tokio::spawn(async move {
+        router
+            .serve_with_incoming_shutdown(ReceiverStream::new(conn_rx), stopped(stop))
+            .await
+            .map_err(ServeError::from)
+    });
+    Ok(Running { local_addr, registry, store, shutdown, server })
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    conns: mpsc::Sender<Result<PartnerConn, std::io::Error>>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    loop {
+        let (tcp, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stopped(shutdown.clone()) => return,
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let conns = conns.clone();
+        // Each handshake runs on its own task so a slow client cannot hold up the others.
+        tokio::spawn(async move {
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => match PartnerConn::new(stream) {
+                    Some(conn) => {
+                        let _ = conns.send(Ok(conn)).await;
+                    }
+                    None => tracing::warn!(%remote, "TLS session without a client certificate dropped"),
+                },
+                Ok(Err(e)) => tracing::info!(%remote, error = %e, "TLS handshake refused"),
+                Err(_) => tracing::info!(%remote, "TLS handshake timed out"),
+            }
+        });
+    }
+}
+
+async fn reload_loop(registry: Arc<Registry>, every: Duration, shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Err(e) = registry.reload().await {
+                    tracing::warn!(error = %e, "reloading the partner registry failed; keeping the last one");
+                }
+            }
+            _ = stopped(shutdown.clone()) => return,
+        }
+    }
+}
+
+/// Resolves once shutdown has been asked for (or its sender is gone).
+async fn stopped(mut shutdown: watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await.is_ok();
+}

@@ -1,0 +1,200 @@
+//! Persistence behind one interface with two backends: SQLite (the embedded default, one file in
+//! the data directory) and PostgreSQL (for several replicas). Queries are runtime queries over
+//! sqlx's `Any` driver, written once in SQL both databases accept, so nothing needs a database
+//! to build; the schema differs only in type names and lives in `migrations/<backend>/`, embedded
+//! in the binary and applied at open.
+//!
+//! Domain types go in and come out; no sqlx type leaves this module.
+
+mod partners;
+pub mod testing;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Executor};
+use thiserror::Error;
+
+pub use partners::{CertificateRecord, CertificateStatus};
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
+
+/// Which database a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A storage failure, with what the operator should do about it.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error(
+        "database URL {0:?} is not supported: use sqlite://<path> or postgres://user@host:port/database"
+    )]
+    BadUrl(String),
+    #[error(
+        "cannot open the database at {url}: {source}. Check that the database server is running, that the URL (--database-url or WAGELINK_DATABASE_URL) is right, and that the user may connect"
+    )]
+    Unreachable { url: String, source: sqlx::Error },
+    #[error("cannot bring the database at {url} up to this version's schema: {source}")]
+    Migrate {
+        url: String,
+        source: sqlx::migrate::MigrateError,
+    },
+    #[error("database error: {0}")]
+    Query(#[from] sqlx::Error),
+    #[error("the database holds a value this version cannot read: {0}")]
+    Corrupt(String),
+    #[error("{what} already exists")]
+    AlreadyExists { what: String },
+    #[error("{what} does not exist")]
+    NotFound { what: String },
+}
+
+/// The gateway's persistent state.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// A URL with any password replaced, safe to print.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let creds = &url[scheme_end + 3..at];
+            match creds.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &creds[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the SQLite database file at `path`.
+    pub async fn open_sqlite_file(path: &Path) -> Result<Self, StoreError> {
+        Self::open(&format!("sqlite://{}?mode=rwc", path.display())).await
+    }
+
+    /// Connects to `url` (`sqlite://…` or `postgres://…`) and applies the embedded migrations.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::BadUrl(redact_url(url)));
+        };
+        let options =
+            AnyConnectOptions::from_str(url).map_err(|source| StoreError::Unreachable {
+                url: redact_url(url),
+                source,
+            })?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(match backend {
+                Backend::Sqlite => 4,
+                Backend::Postgres => 16,
+            })
+            .acquire_timeout(Duration::from_secs(5))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers run beside the writer; FULL makes every commit durable
+                        // before it returns, which the "nothing acknowledged is lost" rule needs.
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .map_err(|source| StoreError::Unreachable {
+                url: redact_url(url),
+                source,
+            })?;
+        let migrator = match backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator
+            .run(&pool)
+            .await
+            .map_err(|source| StoreError::Migrate {
+                url: redact_url(url),
+                source,
+            })?;
+        Ok(Self { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Closes every connection; pending queries finish first.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Current time in Unix seconds, as the store records it.
+pub(crate) fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/wagelink"),
+            "postgres://app:***@db:5432/wagelink"
+        );
+        assert_eq!(
+            redact_url("postgres://postgres@127.0.0.1/test"),
+            "postgres://postgres@127.0.0.1/test"
+        );
+        assert_eq!(redact_url("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
+    }
+
+    #[tokio::test]
+    async fn an_unknown_scheme_is_refused_with_the_forms_we_take() {
+        let err = Store::open("mysql://root@localhost/test").await.unwrap_err();
+        assert!(matches!(err, StoreError::BadUrl(_)));
+        assert!(err.to_string().contains("postgres://"));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_postgres_says_what_to_check() {
+        // Port 1 on loopback: nothing listens there, so the connection is refused at once.
+        let err = Store::open("postgres://app:pw@127.0.0.1:1/none")
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, StoreError::Unreachable { .. }), "{text}");
+        assert!(text.contains("127.0.0.1:1"), "{text}");
+        assert!(!text.contains("pw@"), "password leaked: {text}");
+        assert!(text.contains("--database-url"), "{text}");
+    }
+}
