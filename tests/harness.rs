@@ -1,1 +1,97 @@
+//! The one place end-to-end tests start gateways: a fresh dev data directory (federation CA,
+//! gateway certificate, demo roster) in a temporary folder, a database on the requested backend,
+//! and a real gateway listening on a free loopback port. Clients connect over real sockets with
+//! real certificates through the client kit.
 
+use std::path::PathBuf;
+
+use tonic::transport::Channel;
+use wagelink_adapters::client::{self, Credentials, GatewayAddress};
+use wagelink_gateway::config::Config;
+use wagelink_gateway::pki::{FederationCa, Issued, LeafSpec, dev};
+use wagelink_gateway::server::{self, Running};
+pub use wagelink_gateway::store::testing::{TestDb, each_backend};
+
+/// A gateway running for one test.
+pub struct TestGateway {
+    pub running: Running,
+    pub config: Config,
+    pub db_name: &'static str,
+    _db: TestDb,
+    _dir: tempfile::TempDir,
+}
+
+impl TestGateway {
+    /// A gateway with the default configuration on `db`.
+    pub async fn start(db: TestDb) -> Self {
+        Self::start_with(db, |_| {}).await
+    }
+
+    /// A gateway whose configuration `tweak` adjusts first (limits, say).
+    pub async fn start_with(db: TestDb, tweak: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().expect("a temporary data directory");
+        let (mut config, created) = dev::prepare(dir.path()).expect("preparing the dev data directory");
+        assert!(created);
+        config.listen = "127.0.0.1:0".parse().expect("loopback");
+        config.database_url = Some(db.url.clone());
+        tweak(&mut config);
+        let (store, registry) = server::open(&config).await.expect("opening the test database");
+        dev::register_roster(&registry, &config.data_dir)
+            .await
+            .expect("registering the demo roster");
+        let running = server::start(&config, store, registry).await.expect("starting the gateway");
+        TestGateway { running, config, db_name: db.name, _db: db, _dir: dir }
+    }
+
+    pub fn address(&self) -> GatewayAddress {
+        GatewayAddress {
+            uri: format!("https://{}", self.running.local_addr),
+            server_name: "localhost".into(),
+        }
+    }
+
+    pub fn partner_dir(&self, id: &str) -> PathBuf {
+        dev::partner_dir(&self.config.data_dir, id)
+    }
+
+    /// The certificate, key and CA the dev roster wrote for partner `id`.
+    pub fn credentials(&self, id: &str) -> Credentials {
+        Credentials::from_dir(&self.partner_dir(id)).expect("roster credentials")
+    }
+
+    /// The federation CA of this gateway, to issue further certificates.
+    pub fn ca(&self) -> FederationCa {
+        let pki = self.config.data_dir.join("pki");
+        let cert = std::fs::read_to_string(pki.join("federation-ca.pem")).expect("CA certificate");
+        let key = std::fs::read_to_string(pki.join("federation-ca.key")).expect("CA key");
+        FederationCa::load(&cert, &key).expect("loading the CA")
+    }
+
+    /// Issues a certificate from this gateway's CA (not registered).
+    pub fn issue(&self, spec: &LeafSpec) -> Issued {
+        self.ca().issue_partner(&self.config.trust_domain, spec).expect("issuing a certificate")
+    }
+
+    /// Credentials from an issued certificate, trusting this gateway's CA.
+    pub fn credentials_for(&self, issued: &Issued) -> Credentials {
+        Credentials {
+            ca_pem: self.ca().cert_pem().as_bytes().to_vec(),
+            cert_pem: issued.cert_pem.as_bytes().to_vec(),
+            key_pem: issued.key_pem.as_bytes().to_vec(),
+        }
+    }
+
+    /// A channel as the partner the credentials belong to.
+    pub async fn channel(&self, credentials: &Credentials) -> Channel {
+        client::connect(&self.address(), credentials).await.expect("connecting to the gateway")
+    }
+
+    /// A channel as roster partner `id`.
+    pub async fn channel_as(&self, id: &str) -> Channel {
+        self.channel(&self.credentials(id)).await
+    }
+
+    pub async fn stop(self) {
+        self.running.shutdown().await.expect("clean shutdown");
+    }
+}
