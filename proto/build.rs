@@ -13,7 +13,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .filter_map(|entry| entry.ok())
         .map(|entry| entry.path())
         .filter(|path| path.extension().is_some_and(|ext| ext == "proto"))
-        .map(|path| format!("wagelink/v1/{}", path.file_name().unwrap_or_default().to_string_lossy()))
+        .map(|path| {
+            format!(
+                "wagelink/v1/{}",
+                path.file_name().unwrap_or_default().to_string_lossy()
+            )
+        })
         .collect();
     files.sort();
     println!("cargo:rerun-if-changed={}", dir.display());

@@ -6,10 +6,10 @@ use std::collections::BTreeSet;
 
 use prost::Message;
 use tonic::Code;
+use tonic_reflection::pb::v1::ServerReflectionRequest;
 use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-use tonic_reflection::pb::v1::ServerReflectionRequest;
 use wagelink_gateway::layers::unbuilt::UNBUILT;
 use wagelink_proto::v1 as pb;
 use wagelink_tests::{TestDb, TestGateway};
@@ -21,7 +21,10 @@ fn methods() -> Vec<(String, String)> {
     for file in fds.file {
         for service in &file.service {
             for method in &service.method {
-                out.push((format!("{}.{}", file.package(), service.name()), method.name().to_owned()));
+                out.push((
+                    format!("{}.{}", file.package(), service.name()),
+                    method.name().to_owned(),
+                ));
             }
         }
     }
@@ -43,20 +46,38 @@ async fn every_rpc_not_built_yet_names_its_capability() {
         let path: http::uri::PathAndQuery = format!("/{service}/{method}").parse().unwrap();
         let codec = tonic_prost::ProstCodec::<pb::SignedEnvelope, pb::SignedEnvelope>::default();
         let status = grpc
-            .unary(tonic::Request::new(pb::SignedEnvelope::default()), path, codec)
+            .unary(
+                tonic::Request::new(pb::SignedEnvelope::default()),
+                path,
+                codec,
+            )
             .await
             .unwrap_err();
-        assert_eq!(status.code(), Code::Unimplemented, "{service}/{method}: {status:?}");
+        assert_eq!(
+            status.code(),
+            Code::Unimplemented,
+            "{service}/{method}: {status:?}"
+        );
         let capability = UNBUILT.iter().find(|(s, _)| *s == service).unwrap().1;
-        assert!(status.message().contains(capability), "{service}/{method}: {}", status.message());
+        assert!(
+            status.message().contains(capability),
+            "{service}/{method}: {}",
+            status.message()
+        );
         assert!(status.message().contains(&method), "{}", status.message());
         checked += 1;
     }
-    assert!(checked >= 25, "only {checked} unbuilt RPCs found in the contract");
+    assert!(
+        checked >= 25,
+        "only {checked} unbuilt RPCs found in the contract"
+    );
     // Every service named as unbuilt really is in the contract.
     let declared: BTreeSet<String> = methods().into_iter().map(|(s, _)| s).collect();
     for service in unbuilt {
-        assert!(declared.contains(service), "{service} is not in the contract");
+        assert!(
+            declared.contains(service),
+            "{service} is not in the contract"
+        );
     }
     gw.stop().await;
 }
@@ -81,7 +102,10 @@ async fn reflection_lists_the_contract_and_health() {
     let names: BTreeSet<String> = list.service.into_iter().map(|s| s.name).collect();
     let declared: BTreeSet<String> = methods().into_iter().map(|(s, _)| s).collect();
     for service in &declared {
-        assert!(names.contains(service), "reflection misses {service}: {names:?}");
+        assert!(
+            names.contains(service),
+            "reflection misses {service}: {names:?}"
+        );
     }
     assert!(names.contains("grpc.health.v1.Health"), "{names:?}");
     gw.stop().await;

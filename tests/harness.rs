@@ -30,17 +30,28 @@ impl TestGateway {
     /// A gateway whose configuration `tweak` adjusts first (limits, say).
     pub async fn start_with(db: TestDb, tweak: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("a temporary data directory");
-        let (mut config, created) = dev::prepare(dir.path()).expect("preparing the dev data directory");
+        let (mut config, created) =
+            dev::prepare(dir.path()).expect("preparing the dev data directory");
         assert!(created);
         config.listen = "127.0.0.1:0".parse().expect("loopback");
         config.database_url = Some(db.url.clone());
         tweak(&mut config);
-        let (store, registry) = server::open(&config).await.expect("opening the test database");
+        let (store, registry) = server::open(&config)
+            .await
+            .expect("opening the test database");
         dev::register_roster(&registry, &config.data_dir)
             .await
             .expect("registering the demo roster");
-        let running = server::start(&config, store, registry).await.expect("starting the gateway");
-        TestGateway { running, config, db_name: db.name, _db: db, _dir: dir }
+        let running = server::start(&config, store, registry)
+            .await
+            .expect("starting the gateway");
+        TestGateway {
+            running,
+            config,
+            db_name: db.name,
+            _db: db,
+            _dir: dir,
+        }
     }
 
     pub fn address(&self) -> GatewayAddress {
@@ -69,7 +80,9 @@ impl TestGateway {
 
     /// Issues a certificate from this gateway's CA (not registered).
     pub fn issue(&self, spec: &LeafSpec) -> Issued {
-        self.ca().issue_partner(&self.config.trust_domain, spec).expect("issuing a certificate")
+        self.ca()
+            .issue_partner(&self.config.trust_domain, spec)
+            .expect("issuing a certificate")
     }
 
     /// Credentials from an issued certificate, trusting this gateway's CA.
@@ -83,7 +96,9 @@ impl TestGateway {
 
     /// A channel as the partner the credentials belong to.
     pub async fn channel(&self, credentials: &Credentials) -> Channel {
-        client::connect(&self.address(), credentials).await.expect("connecting to the gateway")
+        client::connect(&self.address(), credentials)
+            .await
+            .expect("connecting to the gateway")
     }
 
     /// A channel as roster partner `id`.

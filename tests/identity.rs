@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use tonic::Code;
+use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
 use wagelink_adapters::client;
 use wagelink_gateway::identity::{PartnerStatus, Refusal};
 use wagelink_gateway::pki::LeafSpec;
@@ -15,7 +15,10 @@ use wagelink_proto::v1::identity_client::IdentityClient;
 use wagelink_tests::{TestGateway, each_backend};
 
 async fn who_am_i(channel: tonic::transport::Channel) -> Result<pb::WhoAmIResponse, tonic::Status> {
-    IdentityClient::new(channel).who_am_i(pb::WhoAmIRequest {}).await.map(|r| r.into_inner())
+    IdentityClient::new(channel)
+        .who_am_i(pb::WhoAmIRequest {})
+        .await
+        .map(|r| r.into_inner())
 }
 
 /// The full text of a failed call, including its transport error chain (where TLS alerts show).
@@ -45,27 +48,54 @@ async fn refused_call(gw: &TestGateway, credentials: &client::Credentials) -> St
 }
 
 fn last_refusal(gw: &TestGateway) -> Refusal {
-    gw.running.registry.recent_refusals().last().expect("a refusal was recorded").refusal.clone()
+    gw.running
+        .registry
+        .recent_refusals()
+        .last()
+        .expect("a refusal was recorded")
+        .refusal
+        .clone()
 }
 
 #[tokio::test]
 async fn a_registered_partner_is_accepted_and_its_handler_sees_its_identity() {
     for db in each_backend().await {
         let gw = TestGateway::start(db).await;
-        let me = who_am_i(gw.channel_as("hrss-500112").await).await.expect("WhoAmI");
+        let me = who_am_i(gw.channel_as("hrss-500112").await)
+            .await
+            .expect("WhoAmI");
         let partner = me.partner.expect("partner");
         assert_eq!(partner.id, "hrss-500112", "{}", gw.db_name);
         assert_eq!(partner.kind(), pb::PartnerKind::Hrss);
         assert_eq!(partner.jurisdiction.unwrap().region_codes, vec!["500112"]);
         assert_eq!(me.spiffe_id, "spiffe://wagelink.dev/partner/hrss-500112");
         let pem = std::fs::read(gw.partner_dir("hrss-500112").join("cert.pem")).unwrap();
-        let der = wagelink_gateway::tls::pem_certificates(&pem).unwrap().remove(0);
-        assert_eq!(me.certificate_sha256, wagelink_gateway::identity::fingerprint(&der));
+        let der = wagelink_gateway::tls::pem_certificates(&pem)
+            .unwrap()
+            .remove(0);
+        assert_eq!(
+            me.certificate_sha256,
+            wagelink_gateway::identity::fingerprint(&der)
+        );
 
-        let bank = who_am_i(gw.channel_as("bank-105").await).await.unwrap().partner.unwrap();
-        assert_eq!((bank.id.as_str(), bank.kind()), ("bank-105", pb::PartnerKind::Bank));
-        let housing = who_am_i(gw.channel_as("housing-500000").await).await.unwrap().partner.unwrap();
-        assert_eq!(housing.jurisdiction.unwrap().industry(), pb::Industry::HousingMunicipal);
+        let bank = who_am_i(gw.channel_as("bank-105").await)
+            .await
+            .unwrap()
+            .partner
+            .unwrap();
+        assert_eq!(
+            (bank.id.as_str(), bank.kind()),
+            ("bank-105", pb::PartnerKind::Bank)
+        );
+        let housing = who_am_i(gw.channel_as("housing-500000").await)
+            .await
+            .unwrap()
+            .partner
+            .unwrap();
+        assert_eq!(
+            housing.jurisdiction.unwrap().industry(),
+            pb::Industry::HousingMunicipal
+        );
         gw.stop().await;
     }
 }
@@ -76,7 +106,9 @@ async fn health_answers_serving_over_mtls() {
     let mut health = HealthClient::new(gw.channel_as("source-national-platform").await);
     for service in ["", "wagelink.v1.Identity"] {
         let reply = health
-            .check(HealthCheckRequest { service: service.into() })
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
             .await
             .unwrap_or_else(|s| panic!("health of {service:?}: {s:?}"))
             .into_inner();
@@ -93,7 +125,12 @@ async fn a_client_without_a_certificate_is_refused() {
         Err(e) => format!("{e:?}"),
         Ok(channel) => {
             let mut health = HealthClient::new(channel);
-            let status = health.check(HealthCheckRequest { service: String::new() }).await.unwrap_err();
+            let status = health
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+                .unwrap_err();
             describe(&status)
         }
     };
@@ -137,11 +174,21 @@ async fn an_unregistered_certificate_is_refused_then_accepted_once_registered() 
         let creds = gw.credentials_for(&issued);
         let seen = refused_call(&gw, &creds).await;
         assert!(seen.contains("AccessDenied"), "{seen}");
-        assert!(matches!(last_refusal(&gw), Refusal::Unregistered { .. }), "{}", gw.db_name);
+        assert!(
+            matches!(last_refusal(&gw), Refusal::Unregistered { .. }),
+            "{}",
+            gw.db_name
+        );
 
         // Registering takes effect at the next handshake, without a restart.
-        gw.running.registry.register_certificate(&issued.der).await.unwrap();
-        let me = who_am_i(gw.channel(&creds).await).await.expect("accepted after registration");
+        gw.running
+            .registry
+            .register_certificate(&issued.der)
+            .await
+            .unwrap();
+        let me = who_am_i(gw.channel(&creds).await)
+            .await
+            .expect("accepted after registration");
         assert_eq!(me.partner.unwrap().id, "bank-102");
         gw.stop().await;
     }
@@ -163,7 +210,9 @@ async fn a_revoked_certificate_is_refused_at_the_next_handshake_and_on_open_conn
         let seen = refused_call(&gw, &gw.credentials("bank-105")).await;
         assert!(seen.contains("CertificateRevoked"), "{seen}");
         match last_refusal(&gw) {
-            Refusal::Revoked { partner, reason, .. } => {
+            Refusal::Revoked {
+                partner, reason, ..
+            } => {
                 assert_eq!(partner.as_str(), "bank-105");
                 assert_eq!(reason, "key compromise");
             }
@@ -189,10 +238,18 @@ async fn an_expired_certificate_is_refused_as_expired() {
     };
     let issued = gw.issue(&spec);
     // Pinned in the registry: only its validity is wrong.
-    gw.running.registry.register_certificate(&issued.der).await.unwrap();
+    gw.running
+        .registry
+        .register_certificate(&issued.der)
+        .await
+        .unwrap();
     let seen = refused_call(&gw, &gw.credentials_for(&issued)).await;
     assert!(seen.contains("CertificateExpired"), "{seen}");
-    assert!(matches!(last_refusal(&gw), Refusal::Expired { .. }), "{:?}", last_refusal(&gw));
+    assert!(
+        matches!(last_refusal(&gw), Refusal::Expired { .. }),
+        "{:?}",
+        last_refusal(&gw)
+    );
     gw.stop().await;
 }
 
@@ -204,18 +261,34 @@ async fn a_suspended_partner_is_refused_and_reinstated_without_a_restart() {
         let open = gw.channel_as("police-500103").await;
         who_am_i(open.clone()).await.unwrap();
 
-        gw.running.registry.set_partner_status(&id, PartnerStatus::Suspended).await.unwrap();
+        gw.running
+            .registry
+            .set_partner_status(&id, PartnerStatus::Suspended)
+            .await
+            .unwrap();
         let seen = refused_call(&gw, &gw.credentials("police-500103")).await;
         assert!(seen.contains("AccessDenied"), "{seen}");
-        assert!(matches!(last_refusal(&gw), Refusal::Suspended { .. }), "{}", gw.db_name);
+        assert!(
+            matches!(last_refusal(&gw), Refusal::Suspended { .. }),
+            "{}",
+            gw.db_name
+        );
         let status = who_am_i(open.clone()).await.unwrap_err();
         assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
         assert!(status.message().contains("suspended"));
         // Other partners are untouched.
-        who_am_i(gw.channel_as("police-500112").await).await.unwrap();
+        who_am_i(gw.channel_as("police-500112").await)
+            .await
+            .unwrap();
 
-        gw.running.registry.set_partner_status(&id, PartnerStatus::Active).await.unwrap();
-        let me = who_am_i(gw.channel_as("police-500103").await).await.unwrap();
+        gw.running
+            .registry
+            .set_partner_status(&id, PartnerStatus::Active)
+            .await
+            .unwrap();
+        let me = who_am_i(gw.channel_as("police-500103").await)
+            .await
+            .unwrap();
         assert_eq!(me.partner.unwrap().id, "police-500103");
         gw.stop().await;
     }
@@ -223,13 +296,19 @@ async fn a_suspended_partner_is_refused_and_reinstated_without_a_restart() {
 
 #[tokio::test]
 async fn changes_made_by_another_replica_arrive_with_the_periodic_reload() {
-    let Some(db) = each_backend().await.pop() else { unreachable!() };
+    let Some(db) = each_backend().await.pop() else {
+        unreachable!()
+    };
     let url = db.url.clone();
     let gw = TestGateway::start_with(db, |c| c.registry_reload_secs = 1).await;
     who_am_i(gw.channel_as("court-500112").await).await.unwrap();
     // Another process suspends the partner directly in the shared database.
     let other = wagelink_gateway::store::Store::open(&url).await.unwrap();
-    let mut partner = other.partner(&"court-500112".parse().unwrap()).await.unwrap().unwrap();
+    let mut partner = other
+        .partner(&"court-500112".parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     partner.status = PartnerStatus::Suspended;
     other.update_partner(&partner).await.unwrap();
     let mut refused = false;

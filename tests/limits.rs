@@ -12,7 +12,10 @@ use wagelink_proto::v1::identity_client::IdentityClient;
 use wagelink_tests::{TestDb, TestGateway};
 
 async fn who_am_i(channel: tonic::transport::Channel) -> Result<pb::WhoAmIResponse, tonic::Status> {
-    IdentityClient::new(channel).who_am_i(pb::WhoAmIRequest {}).await.map(|r| r.into_inner())
+    IdentityClient::new(channel)
+        .who_am_i(pb::WhoAmIRequest {})
+        .await
+        .map(|r| r.into_inner())
 }
 
 #[tokio::test]
@@ -27,7 +30,11 @@ async fn a_partner_over_its_rate_is_told_when_to_retry_and_others_are_not_slowed
     who_am_i(bank.clone()).await.unwrap();
     let status = who_am_i(bank.clone()).await.unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
-    assert!(status.message().contains("bank-102") && status.message().contains("retry after"), "{}", status.message());
+    assert!(
+        status.message().contains("bank-102") && status.message().contains("retry after"),
+        "{}",
+        status.message()
+    );
     let retry: u64 = status
         .metadata()
         .get("retry-after-ms")
@@ -48,18 +55,31 @@ async fn a_partner_over_its_rate_is_told_when_to_retry_and_others_are_not_slowed
 
 #[tokio::test]
 async fn an_open_stream_counts_against_concurrent_calls_until_it_ends() {
-    let gw = TestGateway::start_with(TestDb::sqlite().await, |c| c.limits.max_concurrent_calls = 1).await;
+    let gw = TestGateway::start_with(TestDb::sqlite().await, |c| {
+        c.limits.max_concurrent_calls = 1
+    })
+    .await;
     let channel = gw.channel_as("hrss-500112").await;
     let mut watch = HealthClient::new(channel.clone())
-        .watch(HealthCheckRequest { service: String::new() })
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
         .await
         .expect("watch opens")
         .into_inner();
-    watch.message().await.expect("first health status").expect("a status");
+    watch
+        .message()
+        .await
+        .expect("first health status")
+        .expect("a status");
 
     let status = who_am_i(channel.clone()).await.unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
-    assert!(status.message().contains("calls open"), "{}", status.message());
+    assert!(
+        status.message().contains("calls open"),
+        "{}",
+        status.message()
+    );
     // The limit is per partner.
     who_am_i(gw.channel_as("hrss-500113").await).await.unwrap();
 
@@ -83,26 +103,48 @@ struct PaddedWhoAmI {
     filler: Vec<u8>,
 }
 
-async fn padded_who_am_i(channel: tonic::transport::Channel, size: usize) -> Result<(), tonic::Status> {
+async fn padded_who_am_i(
+    channel: tonic::transport::Channel,
+    size: usize,
+) -> Result<(), tonic::Status> {
     let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    grpc.ready()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
     let codec = tonic_prost::ProstCodec::<PaddedWhoAmI, pb::WhoAmIResponse>::default();
     let path = http::uri::PathAndQuery::from_static("/wagelink.v1.Identity/WhoAmI");
-    grpc.unary(tonic::Request::new(PaddedWhoAmI { filler: vec![7; size] }), path, codec)
-        .await
-        .map(|_| ())
+    grpc.unary(
+        tonic::Request::new(PaddedWhoAmI {
+            filler: vec![7; size],
+        }),
+        path,
+        codec,
+    )
+    .await
+    .map(|_| ())
 }
 
 #[tokio::test]
 async fn an_oversized_message_is_refused_with_the_limit() {
-    let gw = TestGateway::start_with(TestDb::sqlite().await, |c| c.limits.max_message_bytes = 2048).await;
+    let gw = TestGateway::start_with(TestDb::sqlite().await, |c| {
+        c.limits.max_message_bytes = 2048
+    })
+    .await;
     let channel = gw.channel_as("leading-office-500000").await;
-    padded_who_am_i(channel.clone(), 1500).await.expect("under the limit");
+    padded_who_am_i(channel.clone(), 1500)
+        .await
+        .expect("under the limit");
     let status = padded_who_am_i(channel.clone(), 5000).await.unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
     assert!(status.message().contains("2048"), "{}", status.message());
-    assert!(status.message().contains("max_message_bytes"), "{}", status.message());
+    assert!(
+        status.message().contains("max_message_bytes"),
+        "{}",
+        status.message()
+    );
     // The connection stays usable.
-    padded_who_am_i(channel, 10).await.expect("a small message after a refused one");
+    padded_who_am_i(channel, 10)
+        .await
+        .expect("a small message after a refused one");
     gw.stop().await;
 }

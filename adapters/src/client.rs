@@ -62,28 +62,46 @@ fn endpoint(address: &GatewayAddress, tls: ClientTlsConfig) -> Result<Endpoint, 
     Ok(Channel::from_shared(address.uri.clone())
         .map_err(|_| bad())?
         .tls_config(tls.domain_name(address.server_name.clone()))
-        .map_err(|source| ClientError::Connect { address: address.uri.clone(), source })?
+        .map_err(|source| ClientError::Connect {
+            address: address.uri.clone(),
+            source,
+        })?
         .connect_timeout(Duration::from_secs(10))
         .tcp_nodelay(true))
 }
 
 /// Opens a mutual-TLS channel to the gateway as the partner `credentials` belong to.
-pub async fn connect(address: &GatewayAddress, credentials: &Credentials) -> Result<Channel, ClientError> {
+pub async fn connect(
+    address: &GatewayAddress,
+    credentials: &Credentials,
+) -> Result<Channel, ClientError> {
     let tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(&credentials.ca_pem))
-        .identity(Identity::from_pem(&credentials.cert_pem, &credentials.key_pem));
+        .identity(Identity::from_pem(
+            &credentials.cert_pem,
+            &credentials.key_pem,
+        ));
     endpoint(address, tls)?
         .connect()
         .await
-        .map_err(|source| ClientError::Connect { address: address.uri.clone(), source })
+        .map_err(|source| ClientError::Connect {
+            address: address.uri.clone(),
+            source,
+        })
 }
 
 /// Opens a TLS channel that presents no client certificate. The gateway refuses every call
 /// on it; this exists so tests and diagnostics can show exactly that.
-pub async fn connect_anonymous(address: &GatewayAddress, ca_pem: &[u8]) -> Result<Channel, ClientError> {
+pub async fn connect_anonymous(
+    address: &GatewayAddress,
+    ca_pem: &[u8],
+) -> Result<Channel, ClientError> {
     let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca_pem));
     endpoint(address, tls)?
         .connect()
         .await
-        .map_err(|source| ClientError::Connect { address: address.uri.clone(), source })
+        .map_err(|source| ClientError::Connect {
+            address: address.uri.clone(),
+            source,
+        })
 }

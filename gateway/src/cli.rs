@@ -12,7 +12,11 @@ use crate::server::{self, Running};
 use crate::store::redact_url;
 
 #[derive(Debug, Parser)]
-#[command(name = "wagelink", version, about = "wagelink: the signed, logged exchange gateway against wage arrears")]
+#[command(
+    name = "wagelink",
+    version,
+    about = "wagelink: the signed, logged exchange gateway against wage arrears"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -61,7 +65,10 @@ pub fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -80,11 +87,19 @@ pub fn main() -> ExitCode {
 /// Runs one parsed command to its end.
 pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     match cli.command {
-        Command::Dev { data_dir, listen, database_url } => {
+        Command::Dev {
+            data_dir,
+            listen,
+            database_url,
+        } => {
             let running = start_dev(&data_dir, listen, database_url).await?;
             serve_until_signal(running).await
         }
-        Command::Serve { config, listen, database_url } => {
+        Command::Serve {
+            config,
+            listen,
+            database_url,
+        } => {
             let mut config = Config::load(&config)?;
             if let Some(listen) = listen {
                 config.listen = listen;
@@ -159,11 +174,17 @@ fn print_dev_banner(config: &Config, running: &Running, created: bool, added: us
         td = config.trust_domain,
         db = redact_url(&config.effective_database_url()),
         state = if created { "created now" } else { "reused" },
-        added_note = if added > 0 { format!(", {added} added now") } else { String::new() },
+        added_note = if added > 0 {
+            format!(", {added} added now")
+        } else {
+            String::new()
+        },
     );
 }
 
-async fn serve_until_signal(running: Running) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+async fn serve_until_signal(
+    running: Running,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let stop = running.shutdown_handle();
     tokio::spawn(async move {
         wait_for_signal().await;

@@ -223,7 +223,12 @@ mod tests {
     fn zero_limits_are_refused() {
         let mut c = Config::default();
         c.limits.requests_per_second = 0;
-        assert!(c.validate().unwrap_err().to_string().contains("requests_per_second"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("requests_per_second")
+        );
     }
 
     #[test]

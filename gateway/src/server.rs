@@ -38,7 +38,9 @@ pub enum ServeError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Tls(#[from] TlsError),
-    #[error("cannot listen on {addr}: {source}; is another process using the port? choose another with --listen")]
+    #[error(
+        "cannot listen on {addr}: {source}; is another process using the port? choose another with --listen"
+    )]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,
@@ -81,7 +83,8 @@ impl Running {
 
 /// The paths of every streaming method in the contract (deadlines do not cut them).
 pub fn streaming_methods() -> HashSet<String> {
-    let Ok(fds) = prost_types::FileDescriptorSet::decode(wagelink_proto::FILE_DESCRIPTOR_SET) else {
+    let Ok(fds) = prost_types::FileDescriptorSet::decode(wagelink_proto::FILE_DESCRIPTOR_SET)
+    else {
         return HashSet::new();
     };
     let mut paths = HashSet::new();
@@ -121,10 +124,14 @@ pub async fn start(
     let tls = Arc::new(server_config(&config.tls, registry.clone())?);
     let listener = TcpListener::bind(config.listen)
         .await
-        .map_err(|source| ServeError::Bind { addr: config.listen, source })?;
-    let local_addr = listener
-        .local_addr()
-        .map_err(|source| ServeError::Bind { addr: config.listen, source })?;
+        .map_err(|source| ServeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let local_addr = listener.local_addr().map_err(|source| ServeError::Bind {
+        addr: config.listen,
+        source,
+    })?;
     let (shutdown, shutdown_rx) = watch::channel(false);
 
     let (conn_tx, conn_rx) = mpsc::channel::<Result<PartnerConn, std::io::Error>>(128);
@@ -153,8 +160,13 @@ pub async fn start(
 
     let layers = ServiceBuilder::new()
         .layer(AdmissionLayer(Authenticate::new(registry.clone())))
-        .layer(AdmissionLayer(RateLimit::new(limits.requests_per_second, limits.burst)))
-        .layer(AdmissionLayer(ConcurrentCalls::new(limits.max_concurrent_calls)))
+        .layer(AdmissionLayer(RateLimit::new(
+            limits.requests_per_second,
+            limits.burst,
+        )))
+        .layer(AdmissionLayer(ConcurrentCalls::new(
+            limits.max_concurrent_calls,
+        )))
         .layer(DeadlineLayer::new(
             Duration::from_millis(limits.request_deadline_ms),
             streaming_methods(),
@@ -175,7 +187,13 @@ pub async fn start(
             .await
             .map_err(ServeError::from)
     });
-    Ok(Running { local_addr, registry, store, shutdown, server })
+    Ok(Running {
+        local_addr,
+        registry,
+        store,
+        shutdown,
+        server,
+    })
 }
 
 async fn accept_loop(
@@ -207,7 +225,9 @@ async fn accept_loop(
                     Some(conn) => {
                         let _ = conns.send(Ok(conn)).await;
                     }
-                    None => tracing::warn!(%remote, "TLS session without a client certificate dropped"),
+                    None => {
+                        tracing::warn!(%remote, "TLS session without a client certificate dropped")
+                    }
                 },
                 Ok(Err(e)) => tracing::info!(%remote, error = %e, "TLS handshake refused"),
                 Err(_) => tracing::info!(%remote, "TLS handshake timed out"),

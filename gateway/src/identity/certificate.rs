@@ -23,7 +23,9 @@ pub enum CertificateError {
     TwoPartners(String, String),
     #[error("the certificate's SAN URI names partner {0:?}: {1}")]
     BadPartnerId(String, PartnerError),
-    #[error("the certificate is a CA certificate; a partner connects with an end-entity certificate")]
+    #[error(
+        "the certificate is a CA certificate; a partner connects with an end-entity certificate"
+    )]
     IsCa,
 }
 
@@ -54,8 +56,8 @@ pub fn partner_uri_prefix(trust_domain: &str) -> String {
 
 /// Reads a partner certificate issued for `trust_domain`.
 pub fn inspect(der: &[u8], trust_domain: &str) -> Result<CertificateFacts, CertificateError> {
-    let (_, cert) = X509Certificate::from_der(der)
-        .map_err(|e| CertificateError::Malformed(e.to_string()))?;
+    let (_, cert) =
+        X509Certificate::from_der(der).map_err(|e| CertificateError::Malformed(e.to_string()))?;
     if cert.is_ca() {
         return Err(CertificateError::IsCa);
     }

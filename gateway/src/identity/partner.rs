@@ -290,7 +290,15 @@ mod tests {
     fn partner_ids_are_checked() {
         assert!("hrss-500112".parse::<PartnerId>().is_ok());
         assert!("source-national-platform".parse::<PartnerId>().is_ok());
-        for bad in ["", "ab", "Hrss-1", "1abc", "hrss_500112", "hrss-", &"a".repeat(65)] {
+        for bad in [
+            "",
+            "ab",
+            "Hrss-1",
+            "1abc",
+            "hrss_500112",
+            "hrss-",
+            &"a".repeat(65),
+        ] {
             assert!(bad.parse::<PartnerId>().is_err(), "{bad:?} accepted");
         }
     }
@@ -336,6 +344,11 @@ mod tests {
             jurisdiction: Jurisdiction::default(),
             status: PartnerStatus::Active,
         };
-        assert_eq!(p.validate(), Err(PartnerError::NoRegion { kind: PartnerKind::Hrss }));
+        assert_eq!(
+            p.validate(),
+            Err(PartnerError::NoRegion {
+                kind: PartnerKind::Hrss
+            })
+        );
     }
 }

@@ -18,7 +18,9 @@ use crate::store::{CertificateRecord, CertificateStatus, Store, StoreError};
 pub enum Refusal {
     #[error("the certificate chain does not end at the federation CA or is invalid: {0}")]
     Chain(String),
-    #[error("certificate {sha256} is not registered to any partner; ask the operator to register it")]
+    #[error(
+        "certificate {sha256} is not registered to any partner; ask the operator to register it"
+    )]
     Unregistered { sha256: String },
     #[error("certificate {sha256} of partner {partner} was revoked: {reason}")]
     Revoked {
@@ -104,7 +106,10 @@ impl Registry {
     }
 
     fn current(&self) -> Arc<Snapshot> {
-        self.snapshot.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.snapshot
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Decides whether the certificate with this DER identifies an active partner now
@@ -117,7 +122,9 @@ impl Registry {
     pub fn check_pin(&self, sha256: &str, now: i64) -> Result<VerifiedPartner, Refusal> {
         let snapshot = self.current();
         let Some(cert) = snapshot.certificates.get(sha256) else {
-            return Err(Refusal::Unregistered { sha256: sha256.to_owned() });
+            return Err(Refusal::Unregistered {
+                sha256: sha256.to_owned(),
+            });
         };
         if let CertificateStatus::Revoked { reason, .. } = &cert.status {
             return Err(Refusal::Revoked {
@@ -127,17 +134,25 @@ impl Registry {
             });
         }
         if now < cert.facts.not_before {
-            return Err(Refusal::NotYetValid { sha256: sha256.to_owned() });
+            return Err(Refusal::NotYetValid {
+                sha256: sha256.to_owned(),
+            });
         }
         if now > cert.facts.not_after {
-            return Err(Refusal::Expired { sha256: sha256.to_owned() });
+            return Err(Refusal::Expired {
+                sha256: sha256.to_owned(),
+            });
         }
         let partner = snapshot
             .partners
             .get(&cert.facts.partner_id)
-            .ok_or_else(|| Refusal::Unregistered { sha256: sha256.to_owned() })?;
+            .ok_or_else(|| Refusal::Unregistered {
+                sha256: sha256.to_owned(),
+            })?;
         if partner.status != PartnerStatus::Active {
-            return Err(Refusal::Suspended { partner: partner.id.clone() });
+            return Err(Refusal::Suspended {
+                partner: partner.id.clone(),
+            });
         }
         Ok(VerifiedPartner {
             id: partner.id.clone(),
@@ -156,7 +171,10 @@ impl Registry {
         if recent.len() == RECENT_REFUSALS {
             recent.pop_front();
         }
-        recent.push_back(RefusalRecord { at: crate::store::now_unix(), refusal });
+        recent.push_back(RefusalRecord {
+            at: crate::store::now_unix(),
+            refusal,
+        });
     }
 
     /// The most recent refusals, oldest first.
@@ -219,7 +237,11 @@ impl Registry {
     }
 
     /// Revokes a certificate by its SHA-256; new handshakes with it are refused at once.
-    pub async fn revoke_certificate(&self, sha256: &str, reason: &str) -> Result<(), RegistryError> {
+    pub async fn revoke_certificate(
+        &self,
+        sha256: &str,
+        reason: &str,
+    ) -> Result<(), RegistryError> {
         self.store.revoke_certificate(sha256, reason).await?;
         self.reload().await?;
         Ok(())

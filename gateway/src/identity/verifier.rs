@@ -49,7 +49,10 @@ impl ClientCertVerifier for PartnerVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, Error> {
-        if let Err(err) = self.chain.verify_client_cert(end_entity, intermediates, now) {
+        if let Err(err) = self
+            .chain
+            .verify_client_cert(end_entity, intermediates, now)
+        {
             let sha256 = super::certificate::fingerprint(end_entity);
             let refusal = match &err {
                 Error::InvalidCertificate(CertificateError::Expired)

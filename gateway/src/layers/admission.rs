@@ -26,7 +26,10 @@ impl<P: Clone, S> Layer<S> for AdmissionLayer<P> {
     type Service = Admission<P, S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Admission { policy: self.0.clone(), inner }
+        Admission {
+            policy: self.0.clone(),
+            inner,
+        }
     }
 }
 

@@ -55,7 +55,10 @@ impl Policy for Authenticate {
 
 /// The partner a request was authenticated as; handlers call this first.
 pub fn partner<T>(request: &tonic::Request<T>) -> Result<&VerifiedPartner, Status> {
-    request.extensions().get::<VerifiedPartner>().ok_or_else(|| {
-        Status::unauthenticated("no verified partner on this call; connect with mutual TLS")
-    })
+    request
+        .extensions()
+        .get::<VerifiedPartner>()
+        .ok_or_else(|| {
+            Status::unauthenticated("no verified partner on this call; connect with mutual TLS")
+        })
 }

@@ -19,7 +19,10 @@ pub struct ConcurrentCalls {
 
 impl ConcurrentCalls {
     pub fn new(max: u32) -> Self {
-        Self { max: max.max(1), open: Arc::default() }
+        Self {
+            max: max.max(1),
+            open: Arc::default(),
+        }
     }
 
     /// A permit for one more call of `partner`, if it is under the limit.

@@ -40,7 +40,10 @@ pub struct DeadlineLayer {
 impl DeadlineLayer {
     /// `streaming` holds the paths (`/package.Service/Method`) of streaming methods.
     pub fn new(limit: Duration, streaming: HashSet<String>) -> Self {
-        Self { limit, streaming: Arc::new(streaming) }
+        Self {
+            limit,
+            streaming: Arc::new(streaming),
+        }
     }
 }
 
@@ -48,7 +51,10 @@ impl<S> Layer<S> for DeadlineLayer {
     type Service = Deadline<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Deadline { layer: self.clone(), inner }
+        Deadline {
+            layer: self.clone(),
+            inner,
+        }
     }
 }
 
@@ -114,13 +120,22 @@ mod tests {
     }
 
     /// A service that answers OK after `delay`.
-    fn slow(delay: Duration) -> impl Service<HttpRequest, Response = HttpResponse, Error = Infallible, Future = BoxFuture<'static, Result<HttpResponse, Infallible>>> + Clone {
-        tower::service_fn(move |_req: HttpRequest| -> BoxFuture<'static, Result<HttpResponse, Infallible>> {
-            Box::pin(async move {
-                tokio::time::sleep(delay).await;
-                Ok(http::Response::new(tonic::body::Body::empty()))
-            })
-        })
+    fn slow(
+        delay: Duration,
+    ) -> impl Service<
+        HttpRequest,
+        Response = HttpResponse,
+        Error = Infallible,
+        Future = BoxFuture<'static, Result<HttpResponse, Infallible>>,
+    > + Clone {
+        tower::service_fn(
+            move |_req: HttpRequest| -> BoxFuture<'static, Result<HttpResponse, Infallible>> {
+                Box::pin(async move {
+                    tokio::time::sleep(delay).await;
+                    Ok(http::Response::new(tonic::body::Body::empty()))
+                })
+            },
+        )
     }
 
     fn status_of(response: &HttpResponse) -> Option<tonic::Code> {
@@ -142,11 +157,17 @@ mod tests {
     async fn a_slow_unary_call_gets_deadline_exceeded() {
         let layer = DeadlineLayer::new(Duration::from_millis(50), HashSet::new());
         let mut svc = layer.layer(slow(Duration::from_millis(200)));
-        let response = svc.call(request("/wagelink.v1.Identity/WhoAmI", None)).await.unwrap();
+        let response = svc
+            .call(request("/wagelink.v1.Identity/WhoAmI", None))
+            .await
+            .unwrap();
         assert_eq!(status_of(&response), Some(tonic::Code::DeadlineExceeded));
 
         let mut fast = layer.layer(slow(Duration::from_millis(10)));
-        let response = fast.call(request("/wagelink.v1.Identity/WhoAmI", None)).await.unwrap();
+        let response = fast
+            .call(request("/wagelink.v1.Identity/WhoAmI", None))
+            .await
+            .unwrap();
         assert_eq!(status_of(&response), None);
     }
 
@@ -158,10 +179,17 @@ mod tests {
         let response = svc.call(request("/x.Y/Z", Some("100m"))).await.unwrap();
         let status = tonic::Status::from_header_map(response.headers()).unwrap();
         assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
-        assert!(status.message().contains("grpc-timeout"), "{}", status.message());
+        assert!(
+            status.message().contains("grpc-timeout"),
+            "{}",
+            status.message()
+        );
 
         let mut svc = layer.layer(slow(Duration::from_secs(60)));
-        let response = svc.call(request("/wagelink.v1.Delivery/Subscribe", None)).await.unwrap();
+        let response = svc
+            .call(request("/wagelink.v1.Delivery/Subscribe", None))
+            .await
+            .unwrap();
         assert_eq!(status_of(&response), None);
     }
 }

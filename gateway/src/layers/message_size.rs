@@ -26,7 +26,10 @@ impl<S> Layer<S> for MessageSizeLayer {
     type Service = MessageSize<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        MessageSize { limit: self.limit, inner }
+        MessageSize {
+            limit: self.limit,
+            inner,
+        }
     }
 }
 
@@ -51,7 +54,10 @@ where
     fn call(&mut self, request: HttpRequest) -> Self::Future {
         let limit = self.limit;
         self.inner.call(request.map(|body| {
-            tonic::body::Body::new(Framed { body, frames: FrameCounter::new(limit) })
+            tonic::body::Body::new(Framed {
+                body,
+                frames: FrameCounter::new(limit),
+            })
         }))
     }
 }
@@ -68,7 +74,12 @@ pub struct FrameCounter {
 
 impl FrameCounter {
     pub fn new(limit: usize) -> Self {
-        Self { limit, header: [0; 5], header_len: 0, remaining: 0 }
+        Self {
+            limit,
+            header: [0; 5],
+            header_len: 0,
+            remaining: 0,
+        }
     }
 
     /// Feeds the next chunk; `Err(len)` names the first oversized message's length.
@@ -85,7 +96,12 @@ impl FrameCounter {
             self.header_len += take;
             chunk = &chunk[take..];
             if self.header_len == 5 {
-                let len = u32::from_be_bytes([self.header[1], self.header[2], self.header[3], self.header[4]]) as usize;
+                let len = u32::from_be_bytes([
+                    self.header[1],
+                    self.header[2],
+                    self.header[3],
+                    self.header[4],
+                ]) as usize;
                 if len > self.limit {
                     return Err(len);
                 }
@@ -168,7 +184,9 @@ mod tests {
         stream.extend(frame(101));
         for split in 1..8 {
             let mut counter = FrameCounter::new(100);
-            let result = stream.chunks(split).try_for_each(|chunk| counter.feed(chunk));
+            let result = stream
+                .chunks(split)
+                .try_for_each(|chunk| counter.feed(chunk));
             assert_eq!(result, Err(101), "chunk size {split}");
         }
     }

@@ -48,7 +48,9 @@ impl RateLimit {
             bucket.tokens -= 1.0;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / self.per_second))
+            Err(Duration::from_secs_f64(
+                (1.0 - bucket.tokens) / self.per_second,
+            ))
         }
     }
 }
@@ -88,7 +90,10 @@ mod tests {
             assert!(limit.take(&a, t0).is_ok());
         }
         let wait = limit.take(&a, t0).unwrap_err();
-        assert!(wait > Duration::from_millis(90) && wait <= Duration::from_millis(100), "{wait:?}");
+        assert!(
+            wait > Duration::from_millis(90) && wait <= Duration::from_millis(100),
+            "{wait:?}"
+        );
         // Partners do not share a bucket.
         assert!(limit.take(&b, t0).is_ok());
         // After 100 ms at 10/s one token is back, and only one.

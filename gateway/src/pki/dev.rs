@@ -51,7 +51,13 @@ pub enum DevError {
     Registry(#[from] RegistryError),
 }
 
-fn partner(id: &str, kind: PartnerKind, name: &str, regions: &[&str], industry: Option<Industry>) -> Partner {
+fn partner(
+    id: &str,
+    kind: PartnerKind,
+    name: &str,
+    regions: &[&str],
+    industry: Option<Industry>,
+) -> Partner {
     Partner {
         id: id.parse().expect("demo ids are valid"),
         kind,
@@ -92,25 +98,100 @@ pub fn demo_roster() -> Vec<Partner> {
     }
     let city = RegionCode::CITY;
     roster.extend([
-        partner("housing-500000", PartnerKind::Housing, "重庆市住房和城乡建设委员会", &[city], Some(Industry::HousingMunicipal)),
-        partner("transport-500000", PartnerKind::Transport, "重庆市交通运输委员会", &[city], Some(Industry::Transport)),
-        partner("water-500000", PartnerKind::Water, "重庆市水利局", &[city], Some(Industry::Water)),
-        partner("police-500103", PartnerKind::Police, "重庆市公安局渝中区分局", &["500103"], None),
-        partner("police-500112", PartnerKind::Police, "重庆市公安局渝北区分局", &["500112"], None),
-        partner("court-500103", PartnerKind::Court, "重庆市渝中区人民法院", &["500103"], None),
-        partner("court-500112", PartnerKind::Court, "重庆市渝北区人民法院", &["500112"], None),
-        partner("bank-102", PartnerKind::Bank, "中国工商银行重庆市分行", &[city], None),
-        partner("bank-105", PartnerKind::Bank, "中国建设银行重庆市分行", &[city], None),
-        partner("source-national-platform", PartnerKind::LeadSource, "全国根治欠薪线索反映平台", &[], None),
-        partner("leading-office-500000", PartnerKind::LeadingOffice, "重庆市根治拖欠农民工工资工作领导小组办公室", &[city], None),
-        partner("admin-ops", PartnerKind::Admin, "wagelink operator", &[], None),
+        partner(
+            "housing-500000",
+            PartnerKind::Housing,
+            "重庆市住房和城乡建设委员会",
+            &[city],
+            Some(Industry::HousingMunicipal),
+        ),
+        partner(
+            "transport-500000",
+            PartnerKind::Transport,
+            "重庆市交通运输委员会",
+            &[city],
+            Some(Industry::Transport),
+        ),
+        partner(
+            "water-500000",
+            PartnerKind::Water,
+            "重庆市水利局",
+            &[city],
+            Some(Industry::Water),
+        ),
+        partner(
+            "police-500103",
+            PartnerKind::Police,
+            "重庆市公安局渝中区分局",
+            &["500103"],
+            None,
+        ),
+        partner(
+            "police-500112",
+            PartnerKind::Police,
+            "重庆市公安局渝北区分局",
+            &["500112"],
+            None,
+        ),
+        partner(
+            "court-500103",
+            PartnerKind::Court,
+            "重庆市渝中区人民法院",
+            &["500103"],
+            None,
+        ),
+        partner(
+            "court-500112",
+            PartnerKind::Court,
+            "重庆市渝北区人民法院",
+            &["500112"],
+            None,
+        ),
+        partner(
+            "bank-102",
+            PartnerKind::Bank,
+            "中国工商银行重庆市分行",
+            &[city],
+            None,
+        ),
+        partner(
+            "bank-105",
+            PartnerKind::Bank,
+            "中国建设银行重庆市分行",
+            &[city],
+            None,
+        ),
+        partner(
+            "source-national-platform",
+            PartnerKind::LeadSource,
+            "全国根治欠薪线索反映平台",
+            &[],
+            None,
+        ),
+        partner(
+            "leading-office-500000",
+            PartnerKind::LeadingOffice,
+            "重庆市根治拖欠农民工工资工作领导小组办公室",
+            &[city],
+            None,
+        ),
+        partner(
+            "admin-ops",
+            PartnerKind::Admin,
+            "wagelink operator",
+            &[],
+            None,
+        ),
     ]);
     debug_assert!(roster.iter().all(|p| p.validate().is_ok()));
     roster
 }
 
 fn write(path: &Path, contents: &str, secret: bool) -> Result<(), DevError> {
-    let err = |source| DevError::Write { path: path.to_owned(), source };
+    let err = |source| DevError::Write {
+        path: path.to_owned(),
+        source,
+    };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(err)?;
     }
@@ -153,14 +234,24 @@ pub fn read_roster(data_dir: &Path) -> Result<Vec<Partner>, DevError> {
         if line.trim().is_empty() {
             continue;
         }
-        let bad = |why: String| DevError::Roster { path: path.clone(), line: i + 1, why };
+        let bad = |why: String| DevError::Roster {
+            path: path.clone(),
+            line: i + 1,
+            why,
+        };
         let cols: Vec<&str> = line.split(',').collect();
         let [id, kind, name, regions, industry] = cols[..] else {
-            return Err(bad("expected 5 columns: id,kind,name,regions,industry".into()));
+            return Err(bad(
+                "expected 5 columns: id,kind,name,regions,industry".into()
+            ));
         };
         let p = Partner {
-            id: id.parse().map_err(|e: crate::identity::PartnerError| bad(e.to_string()))?,
-            kind: kind.parse().map_err(|e: crate::identity::PartnerError| bad(e.to_string()))?,
+            id: id
+                .parse()
+                .map_err(|e: crate::identity::PartnerError| bad(e.to_string()))?,
+            kind: kind
+                .parse()
+                .map_err(|e: crate::identity::PartnerError| bad(e.to_string()))?,
             name: name.to_owned(),
             jurisdiction: Jurisdiction {
                 regions: regions
@@ -171,7 +262,11 @@ pub fn read_roster(data_dir: &Path) -> Result<Vec<Partner>, DevError> {
                 industry: if industry.is_empty() {
                     None
                 } else {
-                    Some(industry.parse().map_err(|e: crate::identity::PartnerError| bad(e.to_string()))?)
+                    Some(
+                        industry
+                            .parse()
+                            .map_err(|e: crate::identity::PartnerError| bad(e.to_string()))?,
+                    )
                 },
             },
             status: PartnerStatus::Active,
@@ -197,7 +292,11 @@ pub fn prepare(data_dir: &Path) -> Result<(Config, bool), DevError> {
     let config = Config::default();
     let trust_domain = config.trust_domain.clone();
     let ca = FederationCa::generate(&trust_domain)?;
-    write(&data_dir.join("pki/federation-ca.pem"), ca.cert_pem(), false)?;
+    write(
+        &data_dir.join("pki/federation-ca.pem"),
+        ca.cert_pem(),
+        false,
+    )?;
     write(&data_dir.join("pki/federation-ca.key"), ca.key_pem(), true)?;
     let server = ca.issue_server(
         &trust_domain,
@@ -208,7 +307,10 @@ pub fn prepare(data_dir: &Path) -> Result<(Config, bool), DevError> {
     let roster = demo_roster();
     for p in &roster {
         let dir = partner_dir(data_dir, p.id.as_str());
-        let issued = ca.issue_partner(&trust_domain, &LeafSpec::valid_for_days(p.id.clone(), &p.name, 365))?;
+        let issued = ca.issue_partner(
+            &trust_domain,
+            &LeafSpec::valid_for_days(p.id.clone(), &p.name, 365),
+        )?;
         write(&dir.join("cert.pem"), &issued.cert_pem, false)?;
         write(&dir.join("key.pem"), &issued.key_pem, true)?;
         write(&dir.join("ca.pem"), ca.cert_pem(), false)?;
@@ -239,7 +341,11 @@ pub async fn register_roster(registry: &Registry, data_dir: &Path) -> Result<usi
             source,
         })?;
         let der = crate::tls::pem_certificates(&pem)
-            .map_err(|why| DevError::Roster { path: cert_path.clone(), line: 1, why })?
+            .map_err(|why| DevError::Roster {
+                path: cert_path.clone(),
+                line: 1,
+                why,
+            })?
             .into_iter()
             .next()
             .ok_or_else(|| DevError::Roster {
@@ -262,13 +368,30 @@ mod tests {
     #[test]
     fn the_roster_covers_every_district_and_the_named_partners() {
         let roster = demo_roster();
-        let hrss = roster.iter().filter(|p| p.kind == PartnerKind::Hrss).count();
+        let hrss = roster
+            .iter()
+            .filter(|p| p.kind == PartnerKind::Hrss)
+            .count();
         assert_eq!(hrss, regions().len());
-        for kind in [PartnerKind::Housing, PartnerKind::Transport, PartnerKind::Water, PartnerKind::LeadingOffice, PartnerKind::LeadSource, PartnerKind::Admin] {
+        for kind in [
+            PartnerKind::Housing,
+            PartnerKind::Transport,
+            PartnerKind::Water,
+            PartnerKind::LeadingOffice,
+            PartnerKind::LeadSource,
+            PartnerKind::Admin,
+        ] {
             assert!(roster.iter().any(|p| p.kind == kind), "{kind}");
         }
-        for (kind, at_least) in [(PartnerKind::Police, 2), (PartnerKind::Court, 2), (PartnerKind::Bank, 2)] {
-            assert!(roster.iter().filter(|p| p.kind == kind).count() >= at_least, "{kind}");
+        for (kind, at_least) in [
+            (PartnerKind::Police, 2),
+            (PartnerKind::Court, 2),
+            (PartnerKind::Bank, 2),
+        ] {
+            assert!(
+                roster.iter().filter(|p| p.kind == kind).count() >= at_least,
+                "{kind}"
+            );
         }
         let ids: BTreeSet<_> = roster.iter().map(|p| &p.id).collect();
         assert_eq!(ids.len(), roster.len(), "ids are unique");
@@ -284,7 +407,11 @@ mod tests {
     #[test]
     fn a_bad_roster_line_is_named() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("roster.csv"), "id,kind,name,regions,industry\nhrss-1,hrss,X,599999,\n").unwrap();
+        std::fs::write(
+            dir.path().join("roster.csv"),
+            "id,kind,name,regions,industry\nhrss-1,hrss,X,599999,\n",
+        )
+        .unwrap();
         let err = read_roster(dir.path()).unwrap_err().to_string();
         assert!(err.contains("line 2") && err.contains("599999"), "{err}");
     }

@@ -158,9 +158,9 @@ impl FederationCa {
                 Err(_) => SanType::DnsName(host.clone().try_into()?),
             });
         }
-        params
-            .subject_alt_names
-            .push(SanType::URI(format!("spiffe://{trust_domain}/gateway").try_into()?));
+        params.subject_alt_names.push(SanType::URI(
+            format!("spiffe://{trust_domain}/gateway").try_into()?,
+        ));
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let now = OffsetDateTime::now_utc();

@@ -5,7 +5,10 @@ use wagelink_proto::v1 as pb;
 use crate::identity::{Industry, Jurisdiction, Partner, PartnerKind, PartnerStatus};
 
 pub fn timestamp(unix_seconds: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp { seconds: unix_seconds, nanos: 0 }
+    prost_types::Timestamp {
+        seconds: unix_seconds,
+        nanos: 0,
+    }
 }
 
 pub fn partner_kind(kind: PartnerKind) -> pb::PartnerKind {

@@ -17,7 +17,10 @@ pub struct IdentityService {
 
 impl IdentityService {
     pub fn new(registry: Arc<Registry>, gateway_id: String) -> Self {
-        Self { registry, gateway_id }
+        Self {
+            registry,
+            gateway_id,
+        }
     }
 }
 

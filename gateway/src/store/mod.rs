@@ -180,7 +180,9 @@ mod tests {
 
     #[tokio::test]
     async fn an_unknown_scheme_is_refused_with_the_forms_we_take() {
-        let err = Store::open("mysql://root@localhost/test").await.unwrap_err();
+        let err = Store::open("mysql://root@localhost/test")
+            .await
+            .unwrap_err();
         assert!(matches!(err, StoreError::BadUrl(_)));
         assert!(err.to_string().contains("postgres://"));
     }

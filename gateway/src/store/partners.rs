@@ -270,16 +270,28 @@ mod tests {
             let mut p = bank();
             store.insert_partner(&p).await.unwrap();
             let again = store.insert_partner(&p).await.unwrap_err();
-            assert!(matches!(again, StoreError::AlreadyExists { .. }), "{}", db.name);
+            assert!(
+                matches!(again, StoreError::AlreadyExists { .. }),
+                "{}",
+                db.name
+            );
             assert_eq!(store.partner(&p.id).await.unwrap(), Some(p.clone()));
 
             p.status = PartnerStatus::Suspended;
             p.jurisdiction.regions.insert("500112".parse().unwrap());
             p.jurisdiction.industry = Some(crate::identity::Industry::HousingMunicipal);
             store.update_partner(&p).await.unwrap();
-            assert_eq!(store.partners().await.unwrap(), vec![p.clone()], "{}", db.name);
+            assert_eq!(
+                store.partners().await.unwrap(),
+                vec![p.clone()],
+                "{}",
+                db.name
+            );
 
-            let ghost = Partner { id: "bank-999".parse().unwrap(), ..p };
+            let ghost = Partner {
+                id: "bank-999".parse().unwrap(),
+                ..p
+            };
             assert!(matches!(
                 store.update_partner(&ghost).await.unwrap_err(),
                 StoreError::NotFound { .. }
@@ -292,15 +304,30 @@ mod tests {
         for db in each_backend().await {
             let store = db.store();
             store.insert_partner(&bank()).await.unwrap();
-            store.insert_certificate(&facts("aa"), b"der-a").await.unwrap();
+            store
+                .insert_certificate(&facts("aa"), b"der-a")
+                .await
+                .unwrap();
             assert!(matches!(
-                store.insert_certificate(&facts("aa"), b"der-a").await.unwrap_err(),
+                store
+                    .insert_certificate(&facts("aa"), b"der-a")
+                    .await
+                    .unwrap_err(),
                 StoreError::AlreadyExists { .. }
             ));
-            store.insert_certificate(&facts("bb"), b"der-b").await.unwrap();
+            store
+                .insert_certificate(&facts("bb"), b"der-b")
+                .await
+                .unwrap();
 
-            store.revoke_certificate("aa", "key compromise").await.unwrap();
-            store.revoke_certificate("aa", "second reason").await.unwrap();
+            store
+                .revoke_certificate("aa", "key compromise")
+                .await
+                .unwrap();
+            store
+                .revoke_certificate("aa", "second reason")
+                .await
+                .unwrap();
             let a = store.certificate("aa").await.unwrap().unwrap();
             match a.status {
                 CertificateStatus::Revoked { reason, at } => {

@@ -30,8 +30,15 @@ impl TestDb {
         let dir = tempfile::tempdir().expect("a temporary directory for the test database");
         let path = dir.path().join("wagelink.db");
         let url = format!("sqlite://{}?mode=rwc", path.display());
-        let store = Store::open(&url).await.expect("opening a fresh SQLite database");
-        TestDb { name: "sqlite", url, store, cleanup: Cleanup::Sqlite(dir) }
+        let store = Store::open(&url)
+            .await
+            .expect("opening a fresh SQLite database");
+        TestDb {
+            name: "sqlite",
+            url,
+            store,
+            cleanup: Cleanup::Sqlite(dir),
+        }
     }
 
     /// A fresh database on the PostgreSQL server at `admin_url`.
@@ -49,12 +56,17 @@ impl TestDb {
             .expect("creating a test database");
         let _ = admin.close().await;
         let url = with_database(admin_url, &database);
-        let store = Store::open(&url).await.expect("opening the fresh PostgreSQL database");
+        let store = Store::open(&url)
+            .await
+            .expect("opening the fresh PostgreSQL database");
         TestDb {
             name: "postgres",
             url,
             store,
-            cleanup: Cleanup::Postgres { admin_url: admin_url.to_owned(), database },
+            cleanup: Cleanup::Postgres {
+                admin_url: admin_url.to_owned(),
+                database,
+            },
         }
     }
 }
@@ -66,7 +78,10 @@ fn with_database(url: &str, database: &str) -> String {
         None => (url, None),
     };
     let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let host_end = base[scheme_end..].find('/').map(|i| i + scheme_end).unwrap_or(base.len());
+    let host_end = base[scheme_end..]
+        .find('/')
+        .map(|i| i + scheme_end)
+        .unwrap_or(base.len());
     let mut out = format!("{}/{database}", &base[..host_end]);
     if let Some(q) = query {
         out.push('?');
@@ -77,13 +92,19 @@ fn with_database(url: &str, database: &str) -> String {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        if let Cleanup::Postgres { admin_url, database } = &self.cleanup {
+        if let Cleanup::Postgres {
+            admin_url,
+            database,
+        } = &self.cleanup
+        {
             let (admin_url, database) = (admin_url.clone(), database.clone());
             // Drop runs inside the test's runtime, which cannot block on itself: use a thread
             // with its own runtime. FORCE ends the pool's connections server-side; closing the
             // pool here instead would wait on the very runtime this thread blocks.
             let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build();
                 if let Ok(rt) = rt {
                     rt.block_on(async {
                         use sqlx::Connection;
