@@ -135,7 +135,13 @@ pub async fn start(
     let (shutdown, shutdown_rx) = watch::channel(false);
 
     let (conn_tx, conn_rx) = mpsc::channel::<Result<PartnerConn, std::io::Error>>(128);
-    tokio::spawn(accept_loop(listener, tls, conn_tx, shutdown_rx.clone()));
+    tokio::spawn(accept_loop(
+        listener,
+        tls,
+        registry.clone(),
+        conn_tx,
+        shutdown_rx.clone(),
+    ));
     tokio::spawn(reload_loop(
         registry.clone(),
         Duration::from_secs(config.registry_reload_secs.max(1)),
@@ -199,6 +205,7 @@ pub async fn start(
 async fn accept_loop(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
+    registry: Arc<Registry>,
     conns: mpsc::Sender<Result<PartnerConn, std::io::Error>>,
     shutdown: watch::Receiver<bool>,
 ) {
@@ -218,10 +225,11 @@ async fn accept_loop(
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let conns = conns.clone();
+        let registry = registry.clone();
         // Each handshake runs on its own task so a slow client cannot hold up the others.
         tokio::spawn(async move {
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => match PartnerConn::new(stream) {
+                Ok(Ok(stream)) => match PartnerConn::new(stream, &registry) {
                     Some(conn) => {
                         let _ = conns.send(Ok(conn)).await;
                     }

@@ -1,8 +1,9 @@
-//! The TLS 1.3 endpoint: loads the gateway's certificate and the federation CA, verifies every
+//! The TLS 1.3 endpoint (no session resumption, so every connection is checked in full): loads the gateway's certificate and the federation CA, verifies every
 //! client with [`PartnerVerifier`], and hands tonic connections that know which certificate
 //! they were made with. tonic's own TLS config has no hook for a custom verifier, so TLS is
 //! terminated here and the streams are fed to `serve_with_incoming`.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -17,6 +18,7 @@ use rustls::server::WebPkiClientVerifier;
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use crate::config::TlsConfig;
 use crate::identity::{PartnerVerifier, Registry};
@@ -107,6 +109,10 @@ pub fn server_config(
         .with_client_cert_verifier(verifier)
         .with_single_cert(certificates(&tls.certificate)?, key)?;
     config.alpn_protocols = vec![b"h2".to_vec()];
+    // No session resumption: a resumed session skips the client-certificate check, and every
+    // connection must meet the registry of the moment (revocation, suspension).
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
     Ok(config)
 }
 
@@ -118,23 +124,48 @@ pub struct PeerInfo {
     pub certificate_sha256: String,
 }
 
-/// A verified TLS connection from a partner.
+/// A verified TLS connection from a partner. It ends by itself, streams and all, when the
+/// registry stops accepting its certificate (revoked, expired, partner suspended).
 pub struct PartnerConn {
     inner: tokio_rustls::server::TlsStream<TcpStream>,
     info: PeerInfo,
+    closed: Pin<Box<WaitForCancellationFutureOwned>>,
 }
 
 impl PartnerConn {
     /// Wraps a completed handshake; `None` when the session has no client certificate (which
     /// the mandatory verifier makes impossible, so such a connection is dropped).
-    pub fn new(inner: tokio_rustls::server::TlsStream<TcpStream>) -> Option<Self> {
+    pub fn new(
+        inner: tokio_rustls::server::TlsStream<TcpStream>,
+        registry: &Registry,
+    ) -> Option<Self> {
         let (tcp, session) = inner.get_ref();
         let leaf = session.peer_certificates()?.first()?;
         let info = PeerInfo {
             remote_addr: tcp.peer_addr().ok(),
             certificate_sha256: crate::identity::fingerprint(leaf.as_ref()),
         };
-        Some(Self { inner, info })
+        let closed = Box::pin(
+            registry
+                .connection_token(&info.certificate_sha256)
+                .cancelled_owned(),
+        );
+        Some(Self {
+            inner,
+            info,
+            closed,
+        })
+    }
+
+    /// An error once the registry has withdrawn this connection's certificate.
+    fn check_open(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        if self.closed.as_mut().poll(cx).is_ready() {
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "the partner certificate of this connection is no longer accepted",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -152,6 +183,7 @@ impl AsyncRead for PartnerConn {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        self.check_open(cx)?;
         Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
@@ -162,6 +194,7 @@ impl AsyncWrite for PartnerConn {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        self.check_open(cx)?;
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
@@ -178,6 +211,7 @@ impl AsyncWrite for PartnerConn {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        self.check_open(cx)?;
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
 

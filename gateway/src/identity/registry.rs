@@ -3,11 +3,14 @@
 //!
 //! Every change goes to the store first and then replaces the snapshot, so it takes effect at the
 //! next handshake; a periodic reload picks up changes other replicas made to the same database.
+//! After every change the registry also ends the open connections whose certificate is no
+//! longer acceptable (revoked, expired, partner suspended), so their streams close too.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 
 use thiserror::Error;
+use tokio_util::sync::CancellationToken;
 
 use super::certificate::{self, CertificateError};
 use super::partner::{Partner, PartnerId, PartnerStatus, VerifiedPartner};
@@ -71,6 +74,9 @@ pub struct Registry {
     store: Store,
     snapshot: RwLock<Arc<Snapshot>>,
     refusals: Mutex<VecDeque<RefusalRecord>>,
+    /// One token per certificate with open connections, cancelled when it stops being
+    /// acceptable.
+    connections: Mutex<HashMap<String, CancellationToken>>,
 }
 
 impl Registry {
@@ -81,6 +87,7 @@ impl Registry {
             store,
             snapshot: RwLock::new(Arc::new(Snapshot::default())),
             refusals: Mutex::new(VecDeque::new()),
+            connections: Mutex::new(HashMap::new()),
         });
         registry.reload().await?;
         Ok(registry)
@@ -102,7 +109,39 @@ impl Registry {
                 .collect(),
         };
         *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snapshot);
+        self.close_refused_connections();
         Ok(())
+    }
+
+    /// A token that is cancelled when the certificate `sha256` stops being acceptable; a
+    /// connection made with that certificate ends when it is.
+    pub fn connection_token(&self, sha256: &str) -> CancellationToken {
+        if self.check_pin(sha256, crate::store::now_unix()).is_err() {
+            // Withdrawn between the handshake and now: end at once.
+            let token = CancellationToken::new();
+            token.cancel();
+            return token;
+        }
+        let mut open = self.connections.lock().unwrap_or_else(|e| e.into_inner());
+        let token = open.entry(sha256.to_owned()).or_default();
+        if token.is_cancelled() {
+            *token = CancellationToken::new();
+        }
+        token.clone()
+    }
+
+    fn close_refused_connections(&self) {
+        let now = crate::store::now_unix();
+        let mut open = self.connections.lock().unwrap_or_else(|e| e.into_inner());
+        open.retain(|sha256, token| {
+            if self.check_pin(sha256, now).is_ok() {
+                true
+            } else {
+                tracing::info!(certificate = %sha256, "closing the connections of a certificate no longer accepted");
+                token.cancel();
+                false
+            }
+        });
     }
 
     fn current(&self) -> Arc<Snapshot> {

@@ -62,3 +62,87 @@ pub fn partner<T>(request: &tonic::Request<T>) -> Result<&VerifiedPartner, Statu
             Status::unauthenticated("no verified partner on this call; connect with mutual TLS")
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::{Jurisdiction, Partner, PartnerKind, PartnerStatus};
+    use crate::pki::{FederationCa, LeafSpec};
+    use crate::store::testing::TestDb;
+
+    fn request(peer: Option<&str>) -> HttpRequest {
+        let mut request = http::Request::new(tonic::body::Body::empty());
+        if let Some(sha256) = peer {
+            request.extensions_mut().insert(PeerInfo {
+                remote_addr: None,
+                certificate_sha256: sha256.to_owned(),
+            });
+        }
+        request
+    }
+
+    /// Between a handshake and a later call the partner may be suspended or its certificate
+    /// revoked; each call is checked again.
+    #[tokio::test]
+    async fn every_call_is_checked_against_the_registry_of_now() {
+        let db = TestDb::sqlite().await;
+        let registry = Registry::load(db.store().clone(), "t.example")
+            .await
+            .unwrap();
+        let partner = Partner {
+            id: "court-500103".parse().unwrap(),
+            kind: PartnerKind::Court,
+            name: "Yuzhong court".into(),
+            jurisdiction: Jurisdiction {
+                regions: ["500103".parse().unwrap()].into(),
+                industry: None,
+            },
+            status: PartnerStatus::Active,
+        };
+        registry.register_partner(&partner).await.unwrap();
+        let ca = FederationCa::generate("t.example").unwrap();
+        let spec = LeafSpec::valid_for_days(partner.id.clone(), "court", 10);
+        let issued = ca.issue_partner("t.example", &spec).unwrap();
+        let facts = registry.register_certificate(&issued.der).await.unwrap();
+        let policy = Authenticate::new(registry.clone());
+
+        let mut ok = request(Some(&facts.sha256));
+        policy.admit(&mut ok).unwrap();
+        let seen = ok.extensions().get::<VerifiedPartner>().unwrap();
+        assert_eq!(
+            (seen.id.as_str(), seen.kind),
+            ("court-500103", PartnerKind::Court)
+        );
+
+        let status = policy.admit(&mut request(None)).unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unauthenticated);
+
+        registry
+            .set_partner_status(&partner.id, PartnerStatus::Suspended)
+            .await
+            .unwrap();
+        let status = policy.admit(&mut request(Some(&facts.sha256))).unwrap_err();
+        assert_eq!(status.code(), tonic::Code::PermissionDenied);
+        assert!(
+            status.message().contains("suspended"),
+            "{}",
+            status.message()
+        );
+
+        registry
+            .set_partner_status(&partner.id, PartnerStatus::Active)
+            .await
+            .unwrap();
+        registry
+            .revoke_certificate(&facts.sha256, "superseded")
+            .await
+            .unwrap();
+        let status = policy.admit(&mut request(Some(&facts.sha256))).unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unauthenticated);
+        assert!(
+            status.message().contains("revoked: superseded"),
+            "{}",
+            status.message()
+        );
+    }
+}
