@@ -133,12 +133,11 @@ impl Config {
 
     /// Makes every relative path absolute against `base`.
     pub fn resolve_paths(&mut self, base: &Path) {
-        let abs = |p: &mut PathBuf| {
-            if p.is_relative() {
-                *p = base.join(&*p);
-            }
-        };
-        abs(&mut self.data_dir);
+        if self.data_dir == Path::new(".") {
+            self.data_dir = base.to_path_buf();
+        } else if self.data_dir.is_relative() {
+            self.data_dir = base.join(&self.data_dir);
+        }
         let data_dir = self.data_dir.clone();
         for p in [
             &mut self.tls.ca,
