@@ -119,10 +119,11 @@ pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error + Send + Sync
             serve_until_signal(running).await
         }
         Command::Config { config } => {
-            let config = match config {
+            let mut config = match config {
                 Some(path) => Config::load(&path)?,
                 None => Config::default(),
             };
+            config.database_url = config.database_url.as_deref().map(redact_url);
             print!("{}", config.to_toml());
             Ok(())
         }

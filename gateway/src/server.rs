@@ -237,6 +237,10 @@ async fn accept_loop(
                         tracing::warn!(%remote, "TLS session without a client certificate dropped")
                     }
                 },
+                // A TCP probe (load balancer, health check) closes before any hello: not news.
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    tracing::debug!(%remote, "connection closed before the TLS handshake")
+                }
                 Ok(Err(e)) => tracing::info!(%remote, error = %e, "TLS handshake refused"),
                 Err(_) => tracing::info!(%remote, "TLS handshake timed out"),
             }

@@ -13,3 +13,5 @@ pub mod v1 {
 /// The encoded `FileDescriptorSet` of every wagelink/v1 file, for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/wagelink_descriptor.bin"));
+
+pub mod envelope;
