@@ -15,6 +15,7 @@ pub mod cli;
 pub mod config;
 pub mod identity;
 pub mod layers;
+pub mod ledger;
 pub mod pki;
 pub mod server;
 pub mod services;
