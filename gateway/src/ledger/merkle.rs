@@ -101,13 +101,19 @@ impl Tree {
             return self.levels[level][(start / n) as usize];
         }
         let k = split(n);
-        node_hash(&self.subtree(start, start + k), &self.subtree(start + k, end))
+        node_hash(
+            &self.subtree(start, start + k),
+            &self.subtree(start + k, end),
+        )
     }
 
     /// The root of the tree's first `size` leaves.
     pub fn root_at(&self, size: u64) -> Result<Hash, ProofError> {
         if size > self.size() {
-            return Err(ProofError::SizeTooLarge { size, log_size: self.size() });
+            return Err(ProofError::SizeTooLarge {
+                size,
+                log_size: self.size(),
+            });
         }
         Ok(self.subtree(0, size))
     }
@@ -119,7 +125,10 @@ impl Tree {
     /// RFC 9162 §2.1.3.1: the inclusion proof of leaf `index` in the tree of `size` leaves.
     pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, ProofError> {
         if size > self.size() {
-            return Err(ProofError::SizeTooLarge { size, log_size: self.size() });
+            return Err(ProofError::SizeTooLarge {
+                size,
+                log_size: self.size(),
+            });
         }
         if index >= size {
             return Err(ProofError::IndexOutOfRange { index, size });
@@ -147,7 +156,10 @@ impl Tree {
     /// RFC 9162 §2.1.4.1: the consistency proof between the trees of `first` and `second` leaves.
     pub fn consistency_proof(&self, first: u64, second: u64) -> Result<Vec<Hash>, ProofError> {
         if second > self.size() {
-            return Err(ProofError::SizeTooLarge { size: second, log_size: self.size() });
+            return Err(ProofError::SizeTooLarge {
+                size: second,
+                log_size: self.size(),
+            });
         }
         if first == 0 || first > second {
             return Err(ProofError::BadRange { first, second });
@@ -177,7 +189,13 @@ impl Tree {
 }
 
 /// RFC 9162 §2.1.3.2: checks that `leaf` is at `index` in the tree of `size` with `root`.
-pub fn verify_inclusion(index: u64, size: u64, leaf: &Hash, proof: &[Hash], root: &Hash) -> Result<(), ProofError> {
+pub fn verify_inclusion(
+    index: u64,
+    size: u64,
+    leaf: &Hash,
+    proof: &[Hash],
+    root: &Hash,
+) -> Result<(), ProofError> {
     if index >= size {
         return Err(ProofError::IndexOutOfRange { index, size });
     }
@@ -313,9 +331,17 @@ mod tests {
     #[test]
     fn roots_match_the_published_vectors() {
         let tree = reference_tree();
-        assert_eq!(hex::encode(empty_root()), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_eq!(
+            hex::encode(empty_root()),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
         for (i, root) in ROOTS.iter().enumerate() {
-            assert_eq!(tree.root_at(i as u64 + 1).unwrap(), h(root), "size {}", i + 1);
+            assert_eq!(
+                tree.root_at(i as u64 + 1).unwrap(),
+                h(root),
+                "size {}",
+                i + 1
+            );
         }
     }
 
@@ -341,12 +367,20 @@ mod tests {
                 assert!(verify_inclusion(index, size, &[7; 32], &proof, &root).is_err());
                 assert!(verify_inclusion(index, size, &leaf, &proof, &[7; 32]).is_err());
                 if size > 1 {
-                    assert!(verify_inclusion((index + 1) % size, size, &leaf, &proof, &root).is_err());
+                    assert!(
+                        verify_inclusion((index + 1) % size, size, &leaf, &proof, &root).is_err()
+                    );
                 }
             }
         }
-        assert_eq!(tree.inclusion_proof(8, 8), Err(ProofError::IndexOutOfRange { index: 8, size: 8 }));
-        assert!(matches!(tree.inclusion_proof(0, 9), Err(ProofError::SizeTooLarge { .. })));
+        assert_eq!(
+            tree.inclusion_proof(8, 8),
+            Err(ProofError::IndexOutOfRange { index: 8, size: 8 })
+        );
+        assert!(matches!(
+            tree.inclusion_proof(0, 9),
+            Err(ProofError::SizeTooLarge { .. })
+        ));
     }
 
     #[test]
@@ -379,7 +413,8 @@ mod tests {
             for first in 1..=second {
                 let proof = tree.consistency_proof(first, second).unwrap();
                 let (r1, r2) = (tree.root_at(first).unwrap(), tree.root_at(second).unwrap());
-                verify_consistency(first, second, &r1, &r2, &proof).unwrap_or_else(|e| panic!("{first}->{second}: {e}"));
+                verify_consistency(first, second, &r1, &r2, &proof)
+                    .unwrap_or_else(|e| panic!("{first}->{second}: {e}"));
                 if first < second {
                     assert!(verify_consistency(first, second, &[9; 32], &r2, &proof).is_err());
                     assert!(verify_consistency(first, second, &r1, &[9; 32], &proof).is_err());
@@ -408,8 +443,14 @@ mod tests {
             tree.push(l);
             leaves.push(l);
         }
-        for size in [1u64, 2, 3, 31, 32, 33, 63, 64, 65, 127, 128, 129, 255, 256, 257, 300] {
-            assert_eq!(tree.root_at(size).unwrap(), mth(&leaves[..size as usize]), "size {size}");
+        for size in [
+            1u64, 2, 3, 31, 32, 33, 63, 64, 65, 127, 128, 129, 255, 256, 257, 300,
+        ] {
+            assert_eq!(
+                tree.root_at(size).unwrap(),
+                mth(&leaves[..size as usize]),
+                "size {size}"
+            );
         }
         let proof = tree.inclusion_proof(200, 300).unwrap();
         verify_inclusion(200, 300, &leaves[200], &proof, &tree.root()).unwrap();

@@ -2,4 +2,5 @@
 //! every accepted envelope (and, with later work, deliveries, acknowledgements and admin
 //! actions), with signed checkpoints and inclusion / consistency proofs.
 
+pub mod checkpoint;
 pub mod merkle;
