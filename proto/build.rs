@@ -35,6 +35,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // RPCs not built yet answer UNIMPLEMENTED by default (the gateway's `unbuilt` layer
+        // answers first, naming the capability).
+        .generate_default_stubs(true)
         .compile_fds_with_config(fds, config)?;
     Ok(())
 }

@@ -11,6 +11,7 @@ use wagelink_gateway::config::Config;
 use wagelink_gateway::pki::{FederationCa, Issued, LeafSpec, dev};
 use wagelink_gateway::server::{self, Running};
 pub use wagelink_gateway::store::testing::{TestDb, each_backend};
+pub use wagelink_proto::envelope::Signer;
 
 /// A gateway running for one test.
 pub struct TestGateway {
@@ -108,5 +109,38 @@ impl TestGateway {
 
     pub async fn stop(self) {
         self.running.shutdown().await.expect("clean shutdown");
+    }
+
+    /// Stops the gateway and starts a new one on the same data directory and database.
+    pub async fn restart(self) -> Self {
+        let TestGateway {
+            running,
+            mut config,
+            db_name,
+            _db,
+            _dir,
+        } = self;
+        let listen = running.local_addr;
+        running.shutdown().await.expect("clean shutdown");
+        config.listen = listen;
+        let (store, registry) = server::open(&config).await.expect("reopening the database");
+        let running = server::start(&config, store, registry)
+            .await
+            .expect("restarting the gateway");
+        TestGateway {
+            running,
+            config,
+            db_name,
+            _db,
+            _dir,
+        }
+    }
+
+    /// The envelope signer of roster partner `id` (its dev certificate and key).
+    pub fn signer(&self, id: &str) -> Signer {
+        let dir = self.partner_dir(id);
+        let cert = std::fs::read(dir.join("cert.pem")).expect("cert.pem");
+        let key = std::fs::read(dir.join("key.pem")).expect("key.pem");
+        Signer::from_pem(&cert, &key).expect("a roster signer")
     }
 }

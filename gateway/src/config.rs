@@ -39,6 +39,8 @@ pub struct Config {
     pub tls: TlsConfig,
     /// Limits enforced on every partner.
     pub limits: Limits,
+    /// The evidence log.
+    pub log: LogConfig,
     /// How often (seconds) the partner registry is re-read from the database, to pick up
     /// changes made by other replicas. Changes made through this gateway apply at once.
     /// Default 5.
@@ -56,6 +58,33 @@ pub struct TlsConfig {
     pub certificate: PathBuf,
     /// The gateway's server private key. Default `pki/gateway.key`.
     pub key: PathBuf,
+}
+
+/// The evidence log's key, name and clocks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// The Ed25519 private key (PKCS#8 PEM) that signs checkpoints; `wagelink dev` makes one,
+    /// elsewhere: `openssl genpkey -algorithm ed25519 -out log.key`. Default `pki/log.key`.
+    pub key: PathBuf,
+    /// The checkpoint origin (first line of every checkpoint). Default `<trust_domain>/log`.
+    pub origin: Option<String>,
+    /// How often a new checkpoint is signed while entries arrive, in milliseconds. Default 1000.
+    pub checkpoint_interval_ms: u64,
+    /// How far an envelope's created_at may be from the gateway's clock, in seconds, before it
+    /// is refused as a possible replay. Default 300 (±5 minutes).
+    pub replay_window_secs: u64,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            key: PathBuf::from("pki/log.key"),
+            origin: None,
+            checkpoint_interval_ms: 1000,
+            replay_window_secs: 300,
+        }
+    }
 }
 
 /// Per-partner limits; each breach is answered with a precise status.
@@ -87,6 +116,7 @@ impl Default for Config {
             database_url: None,
             tls: TlsConfig::default(),
             limits: Limits::default(),
+            log: LogConfig::default(),
             registry_reload_secs: 5,
         }
     }
@@ -143,6 +173,7 @@ impl Config {
             &mut self.tls.ca,
             &mut self.tls.certificate,
             &mut self.tls.key,
+            &mut self.log.key,
         ] {
             if p.is_relative() {
                 *p = data_dir.join(&*p);
@@ -166,6 +197,11 @@ impl Config {
         if l.max_message_bytes < 1024 {
             return Err(ConfigError::Invalid(
                 "limits.max_message_bytes must be at least 1024".into(),
+            ));
+        }
+        if self.log.checkpoint_interval_ms == 0 || self.log.replay_window_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "log.checkpoint_interval_ms and log.replay_window_secs must be at least 1".into(),
             ));
         }
         if l.request_deadline_ms == 0 {
@@ -196,6 +232,14 @@ impl Config {
                 self.data_dir.join("wagelink.db").display()
             ),
         }
+    }
+
+    /// The checkpoint origin in effect.
+    pub fn log_origin(&self) -> String {
+        self.log
+            .origin
+            .clone()
+            .unwrap_or_else(|| format!("{}/log", self.trust_domain))
     }
 
     /// TOML text of this configuration.

@@ -13,6 +13,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod envelope;
 pub mod identity;
 pub mod layers;
 pub mod ledger;

@@ -25,9 +25,15 @@ use crate::layers::deadline::DeadlineLayer;
 use crate::layers::message_size::MessageSizeLayer;
 use crate::layers::rate::RateLimit;
 use crate::layers::unbuilt::Unbuilt;
+use crate::ledger::checkpoint::LogKey;
+use crate::ledger::log::{EvidenceLog, LogKeys};
+use crate::services::audit::AuditService;
+use crate::services::cases::CasesService;
 use crate::services::identity::IdentityService;
 use crate::store::{Store, StoreError};
 use crate::tls::{PartnerConn, TlsError, install_crypto_provider, server_config};
+use rustls::pki_types::pem::PemObject;
+use wagelink_proto::envelope::Signer;
 
 /// How long a client may take to complete the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -49,12 +55,15 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
     #[error("gRPC reflection could not load the contract: {0}")]
     Reflection(String),
+    #[error("the gateway's signing keys are not usable: {0}")]
+    Keys(String),
 }
 
 /// A gateway that is serving.
 pub struct Running {
     pub local_addr: SocketAddr,
     pub registry: Arc<Registry>,
+    pub log: Arc<EvidenceLog>,
     pub store: Store,
     shutdown: watch::Sender<bool>,
     server: JoinHandle<Result<(), ServeError>>,
@@ -114,6 +123,42 @@ pub async fn open(config: &Config) -> Result<(Store, Arc<Registry>), ServeError>
     Ok((store, registry))
 }
 
+/// The identity under which the gateway signs receipts and other envelopes of its own.
+pub const GATEWAY_ID: &str = "gateway";
+
+/// Loads the log key and the gateway's signing identity named by the configuration.
+pub fn log_keys(config: &Config) -> Result<LogKeys, ServeError> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path)
+            .map_err(|e| ServeError::Keys(format!("cannot read {}: {e}", path.display())))
+    };
+    let log_pem = read(&config.log.key)?;
+    let log_der = rustls::pki_types::PrivatePkcs8KeyDer::from_pem_slice(&log_pem).map_err(|e| {
+        ServeError::Keys(format!(
+            "{} is not a PKCS#8 PEM private key ({e}); make one with `openssl genpkey -algorithm ed25519 -out {}`",
+            config.log.key.display(),
+            config.log.key.display()
+        ))
+    })?;
+    let origin = config.log_origin();
+    let log_key = LogKey::from_pkcs8(&origin, log_der.secret_pkcs8_der())
+        .map_err(|e| ServeError::Keys(format!("{}: {e}", config.log.key.display())))?;
+    let cert_pem = read(&config.tls.certificate)?;
+    let gateway = Signer::from_pem(&cert_pem, &read(&config.tls.key)?).map_err(|e| {
+        ServeError::Keys(format!(
+            "the gateway certificate {} cannot sign receipts: {e}",
+            config.tls.certificate.display()
+        ))
+    })?;
+    Ok(LogKeys {
+        origin,
+        log_key,
+        gateway,
+        gateway_id: GATEWAY_ID.into(),
+        gateway_certificate_pem: String::from_utf8_lossy(&cert_pem).into_owned(),
+    })
+}
+
 /// Starts serving with an opened store and registry.
 pub async fn start(
     config: &Config,
@@ -122,6 +167,15 @@ pub async fn start(
 ) -> Result<Running, ServeError> {
     install_crypto_provider();
     let tls = Arc::new(server_config(&config.tls, registry.clone())?);
+    let log = EvidenceLog::open(
+        store.clone(),
+        log_keys(config)?,
+        Duration::from_secs(config.log.replay_window_secs),
+        Duration::from_millis(config.log.checkpoint_interval_ms),
+    )
+    .await?;
+    let federation_ca_pem = std::fs::read_to_string(&config.tls.ca)
+        .map_err(|e| ServeError::Keys(format!("cannot read {}: {e}", config.tls.ca.display())))?;
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -153,6 +207,12 @@ pub async fn start(
     health
         .set_serving::<pb::identity_server::IdentityServer<IdentityService>>()
         .await;
+    health
+        .set_serving::<pb::cases_server::CasesServer<CasesService>>()
+        .await;
+    health
+        .set_serving::<pb::audit_server::AuditServer<AuditService>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(wagelink_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -161,6 +221,15 @@ pub async fn start(
     let identity = pb::identity_server::IdentityServer::new(IdentityService::new(
         registry.clone(),
         format!("wagelink {} at {local_addr}", env!("CARGO_PKG_VERSION")),
+    ))
+    .max_decoding_message_size(limits.max_message_bytes);
+    let cases =
+        pb::cases_server::CasesServer::new(CasesService::new(registry.clone(), log.clone()))
+            .max_decoding_message_size(limits.max_message_bytes);
+    let audit = pb::audit_server::AuditServer::new(AuditService::new(
+        log.clone(),
+        config.trust_domain.clone(),
+        federation_ca_pem,
     ))
     .max_decoding_message_size(limits.max_message_bytes);
 
@@ -178,7 +247,7 @@ pub async fn start(
             streaming_methods(),
         ))
         .layer(MessageSizeLayer::new(limits.max_message_bytes))
-        .layer(AdmissionLayer(Unbuilt::default()))
+        .layer(AdmissionLayer(Unbuilt))
         .into_inner();
 
     let stop = shutdown_rx.clone();
@@ -186,7 +255,9 @@ pub async fn start(
         .layer(layers)
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(identity);
+        .add_service(identity)
+        .add_service(cases)
+        .add_service(audit);
     let server = tokio::spawn(async move {
         router
             .serve_with_incoming_shutdown(ReceiverStream::new(conn_rx), stopped(stop))
@@ -196,6 +267,7 @@ pub async fn start(
     Ok(Running {
         local_addr,
         registry,
+        log,
         store,
         shutdown,
         server,

@@ -19,5 +19,5 @@ pub use partner::{
     Industry, Jurisdiction, Partner, PartnerError, PartnerId, PartnerKind, PartnerStatus, Region,
     RegionCode, VerifiedPartner, regions,
 };
-pub use registry::{Refusal, RefusalRecord, Registry, RegistryError};
+pub use registry::{KeyRefusal, Refusal, RefusalRecord, Registry, RegistryError};
 pub use verifier::PartnerVerifier;

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
+use wagelink_proto::envelope::PublicKey;
 
 use super::certificate::{self, CertificateError};
 use super::partner::{Partner, PartnerId, PartnerStatus, VerifiedPartner};
@@ -56,6 +57,31 @@ pub enum RegistryError {
 struct Snapshot {
     partners: HashMap<PartnerId, Partner>,
     certificates: HashMap<String, CertificateRecord>,
+    /// The envelope-signing key of each certificate whose key can sign (by keyid = SHA-256).
+    signing_keys: HashMap<String, PublicKey>,
+}
+
+/// Why a signature's keyid cannot be used to verify an envelope.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum KeyRefusal {
+    #[error(
+        "keyid {keyid} is not the SHA-256 of any registered certificate; sign with the key of your registered certificate and put the hex SHA-256 of that certificate's DER in keyid"
+    )]
+    Unknown { keyid: String },
+    #[error("keyid {keyid} belongs to partner {owner}, not to {sender}")]
+    NotSenders {
+        keyid: String,
+        owner: PartnerId,
+        sender: PartnerId,
+    },
+    #[error("the certificate of keyid {keyid} was revoked ({reason}); sign with a current key")]
+    Revoked { keyid: String, reason: String },
+    #[error("the certificate of keyid {keyid} is outside its validity period")]
+    Expired { keyid: String },
+    #[error(
+        "the certificate of keyid {keyid} has a key that cannot sign envelopes (use ECDSA P-256, Ed25519 or SM2)"
+    )]
+    CannotSign { keyid: String },
 }
 
 /// A refused handshake or request, kept for operators (and tests) to see why.
@@ -101,7 +127,16 @@ impl Registry {
     pub async fn reload(&self) -> Result<(), StoreError> {
         let partners = self.store.partners().await?;
         let certificates = self.store.certificates().await?;
+        let signing_keys = certificates
+            .iter()
+            .filter_map(|c| {
+                PublicKey::from_certificate(&c.der)
+                    .ok()
+                    .map(|k| (c.facts.sha256.clone(), k))
+            })
+            .collect();
         let snapshot = Snapshot {
+            signing_keys,
             partners: partners.into_iter().map(|p| (p.id.clone(), p)).collect(),
             certificates: certificates
                 .into_iter()
@@ -201,6 +236,46 @@ impl Registry {
             certificate_sha256: sha256.to_owned(),
             certificate_not_after: cert.facts.not_after,
         })
+    }
+
+    /// The key that verifies `sender`'s signatures made with `keyid`, at time `now`.
+    pub fn signing_key(
+        &self,
+        keyid: &str,
+        sender: &PartnerId,
+        now: i64,
+    ) -> Result<PublicKey, KeyRefusal> {
+        let snapshot = self.current();
+        let Some(cert) = snapshot.certificates.get(keyid) else {
+            return Err(KeyRefusal::Unknown {
+                keyid: keyid.to_owned(),
+            });
+        };
+        if &cert.facts.partner_id != sender {
+            return Err(KeyRefusal::NotSenders {
+                keyid: keyid.to_owned(),
+                owner: cert.facts.partner_id.clone(),
+                sender: sender.clone(),
+            });
+        }
+        if let CertificateStatus::Revoked { reason, .. } = &cert.status {
+            return Err(KeyRefusal::Revoked {
+                keyid: keyid.to_owned(),
+                reason: reason.clone(),
+            });
+        }
+        if now < cert.facts.not_before || now > cert.facts.not_after {
+            return Err(KeyRefusal::Expired {
+                keyid: keyid.to_owned(),
+            });
+        }
+        snapshot
+            .signing_keys
+            .get(keyid)
+            .cloned()
+            .ok_or_else(|| KeyRefusal::CannotSign {
+                keyid: keyid.to_owned(),
+            })
     }
 
     /// Remembers a refusal for operators; the oldest are forgotten first.

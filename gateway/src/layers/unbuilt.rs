@@ -2,20 +2,25 @@
 //! UNIMPLEMENTED with the capability's name, so an integrator knows the call is right and
 //! what it is waiting for.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
 use tonic::Status;
 
 use super::HttpRequest;
 use super::admission::Policy;
 
-/// Services of wagelink.v1 not built yet, and the capability each belongs to.
+/// Services (or single methods, `Service/Method`) of wagelink.v1 not built yet, and the
+/// capability each belongs to.
 pub const UNBUILT: &[(&str, &str)] = &[
     (
-        "wagelink.v1.Cases",
-        "lead intake, routing and case actions (转办 closed loop)",
+        "wagelink.v1.Cases/ActOnCase",
+        "case actions (转办 closed loop)",
     ),
+    (
+        "wagelink.v1.Cases/SendLetter",
+        "letters: 协查函, 督办函, 情况反映函",
+    ),
+    ("wagelink.v1.Cases/DryRunRoute", "routing rules"),
+    ("wagelink.v1.Cases/GetCase", "case views"),
+    ("wagelink.v1.Cases/ListCases", "case views"),
     (
         "wagelink.v1.Delivery",
         "delivery to partner mailboxes (subscribe / acknowledge)",
@@ -26,8 +31,8 @@ pub const UNBUILT: &[(&str, &str)] = &[
         "account queries relayed to the holding bank",
     ),
     (
-        "wagelink.v1.Audit",
-        "the evidence log: checkpoints, proofs and entries",
+        "wagelink.v1.Audit/AddWitnessSignature",
+        "witness cosignatures on checkpoints",
     ),
     (
         "wagelink.v1.Admin",
@@ -35,34 +40,43 @@ pub const UNBUILT: &[(&str, &str)] = &[
     ),
 ];
 
-#[derive(Clone)]
-pub struct Unbuilt {
-    services: Arc<HashMap<&'static str, &'static str>>,
+/// The capability a path (`/Service/Method`) is waiting for, if it is not built.
+pub fn capability(path: &str) -> Option<&'static str> {
+    let path = path.trim_start_matches('/');
+    let service = path.split('/').next().unwrap_or_default();
+    UNBUILT
+        .iter()
+        .find(|(entry, _)| *entry == path || *entry == service)
+        .map(|(_, capability)| *capability)
 }
 
-impl Default for Unbuilt {
-    fn default() -> Self {
-        Self {
-            services: Arc::new(UNBUILT.iter().copied().collect()),
-        }
-    }
-}
+#[derive(Clone, Default)]
+pub struct Unbuilt;
 
 impl Policy for Unbuilt {
     type Permit = ();
 
     fn admit(&self, request: &mut HttpRequest) -> Result<(), Status> {
         let path = request.uri().path();
-        let service = path
-            .trim_start_matches('/')
-            .split('/')
-            .next()
-            .unwrap_or_default();
-        match self.services.get(service) {
+        match capability(path) {
             Some(capability) => Err(Status::unimplemented(format!(
                 "{path} is part of the wagelink/v1 contract but not built yet on this gateway: capability \"{capability}\""
             ))),
             None => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::capability;
+
+    #[test]
+    fn whole_services_and_single_methods_are_matched() {
+        assert!(capability("/wagelink.v1.Delivery/Subscribe").is_some());
+        assert!(capability("/wagelink.v1.Cases/ActOnCase").is_some());
+        assert_eq!(capability("/wagelink.v1.Cases/SubmitLead"), None);
+        assert_eq!(capability("/wagelink.v1.Audit/GetCheckpoint"), None);
+        assert_eq!(capability("/wagelink.v1.CasesX/ActOnCase"), None);
     }
 }

@@ -63,9 +63,7 @@ impl Checkpoint {
             .ok_or_else(|| bad("no origin line"))?;
         let size = lines
             .next()
-            .and_then(|s| {
-                (!s.starts_with('+') && !(s.len() > 1 && s.starts_with('0'))).then_some(s)
-            })
+            .and_then(|s| (!(s.starts_with('+') || s.len() > 1 && s.starts_with('0'))).then_some(s))
             .and_then(|s| s.parse::<u64>().ok())
             .ok_or_else(|| bad("the second line is not a decimal tree size"))?;
         let root = lines

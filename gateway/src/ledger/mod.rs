@@ -3,4 +3,5 @@
 //! actions), with signed checkpoints and inclusion / consistency proofs.
 
 pub mod checkpoint;
+pub mod log;
 pub mod merkle;

@@ -8,7 +8,8 @@
 //! wagelink.db                 the SQLite database (unless --database-url is given)
 //! roster.csv                  id,kind,name,regions,industry of every demo partner
 //! pki/federation-ca.pem/.key  the dev federation CA (the key exists only in dev)
-//! pki/gateway.pem/.key        the gateway's server certificate
+//! pki/gateway.pem/.key        the gateway's server certificate (it also signs receipts)
+//! pki/log.key                 the Ed25519 key that signs the evidence log's checkpoints
 //! partners/<id>/cert.pem      each partner's client certificate,
 //! partners/<id>/key.pem       its private key,
 //! partners/<id>/ca.pem        and the CA to verify the gateway with
@@ -287,7 +288,9 @@ pub fn partner_dir(data_dir: &Path, id: &str) -> PathBuf {
 pub fn prepare(data_dir: &Path) -> Result<(Config, bool), DevError> {
     let config_path = data_dir.join("wagelink.toml");
     if config_path.exists() {
-        return Ok((Config::load(&config_path)?, false));
+        let config = Config::load(&config_path)?;
+        ensure_log_key(&config)?;
+        return Ok((config, false));
     }
     let config = Config::default();
     let trust_domain = config.trust_domain.clone();
@@ -323,7 +326,23 @@ pub fn prepare(data_dir: &Path) -> Result<(Config, bool), DevError> {
     );
     text.push_str(&config.to_toml());
     write(&config_path, &text, false)?;
-    Ok((Config::load(&config_path)?, true))
+    let config = Config::load(&config_path)?;
+    ensure_log_key(&config)?;
+    Ok((config, true))
+}
+
+/// Creates the log's Ed25519 key if the directory has none (directories made before the
+/// evidence log existed get one on their next run).
+fn ensure_log_key(config: &Config) -> Result<(), DevError> {
+    if !config.log.key.exists() {
+        let pkcs8 = crate::ledger::checkpoint::LogKey::generate_pkcs8();
+        write(
+            &config.log.key,
+            &super::pem_encode("PRIVATE KEY", &pkcs8),
+            true,
+        )?;
+    }
+    Ok(())
 }
 
 /// Registers every roster partner and its certificate that the database does not hold yet,

@@ -22,6 +22,19 @@ pub enum PkiError {
     Invalid { what: String, why: String },
 }
 
+/// PEM text of DER bytes under `label` (e.g. "PRIVATE KEY").
+pub fn pem_encode(label: &str, der: &[u8]) -> String {
+    use base64::Engine;
+    let body = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in body.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(line));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
 /// A certificate and its private key, both PEM.
 #[derive(Debug, Clone)]
 pub struct Issued {

@@ -4,5 +4,8 @@
 //!
 //! [`VerifiedPartner`]: crate::identity::VerifiedPartner
 
+pub mod audit;
+pub mod cases;
 pub mod convert;
 pub mod identity;
+pub mod status;

@@ -6,6 +6,7 @@
 //!
 //! Domain types go in and come out; no sqlx type leaves this module.
 
+mod ledger;
 mod partners;
 pub mod testing;
 
@@ -18,6 +19,7 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor};
 use thiserror::Error;
 
+pub use ledger::{LedgerTx, PriorEnvelope, StoredCheckpoint, StoredEntry};
 pub use partners::{CertificateRecord, CertificateStatus};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");

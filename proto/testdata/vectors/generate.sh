@@ -7,6 +7,8 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 distid=1234567812345678
 san="subjectAltName=URI:spiffe://wagelink.dev/partner/hrss-500112"
+# End-entity signing certificates: not CAs, digitalSignature only.
+leaf=(-addext "basicConstraints=critical,CA:FALSE" -addext "keyUsage=critical,digitalSignature")
 
 for alg in p256 ed25519 sm2; do
   d="$here/$alg"
@@ -15,15 +17,15 @@ for alg in p256 ed25519 sm2; do
     p256)
       openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$d/key.pem"
       openssl req -new -x509 -key "$d/key.pem" -sha256 -days 36500 \
-        -subj "/O=wagelink test vectors/CN=hrss-500112 p256" -addext "$san" -out "$d/cert.pem" ;;
+        -subj "/O=wagelink test vectors/CN=hrss-500112 p256" -addext "$san" "${leaf[@]}" -out "$d/cert.pem" ;;
     ed25519)
       openssl genpkey -algorithm ed25519 -out "$d/key.pem"
       openssl req -new -x509 -key "$d/key.pem" -days 36500 \
-        -subj "/O=wagelink test vectors/CN=hrss-500112 ed25519" -addext "$san" -out "$d/cert.pem" ;;
+        -subj "/O=wagelink test vectors/CN=hrss-500112 ed25519" -addext "$san" "${leaf[@]}" -out "$d/cert.pem" ;;
     sm2)
       openssl genpkey -algorithm SM2 -out "$d/key.pem"
       openssl req -new -x509 -key "$d/key.pem" -sm3 -sigopt "distid:$distid" -days 36500 \
-        -subj "/O=wagelink test vectors/CN=hrss-500112 sm2" -addext "$san" -out "$d/cert.pem" ;;
+        -subj "/O=wagelink test vectors/CN=hrss-500112 sm2" -addext "$san" "${leaf[@]}" -out "$d/cert.pem" ;;
   esac
   (cd "$here/../../.." && cargo run -q -p wagelink-proto --example vector_inputs -- "$d")
   case "$alg" in

@@ -1,0 +1,416 @@
+//! The running evidence log: one sequencer task appends entries in index order, grouping the
+//! requests that arrive together into one durable transaction (so durability does not cap
+//! throughput), and answers each with a receipt signed by the gateway only after the commit;
+//! a checkpoint task signs the tree head at least once a second while entries arrive.
+//!
+//! Guarantees: an entry is durable before its receipt exists; a failed commit leaves nothing
+//! behind (the whole group is rolled back and every caller told to retry, which is safe because
+//! submission is idempotent); the tree rebuilt at start must match the last stored checkpoint,
+//! or the gateway refuses to start.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use prost::Message;
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::{CancellationToken, DropGuard};
+use wagelink_proto::envelope::{Signer, sha256};
+use wagelink_proto::v1 as pb;
+
+use super::checkpoint::{Checkpoint, LogKey};
+use super::merkle::{Hash, ProofError, Tree, leaf_hash};
+use crate::identity::PartnerId;
+use crate::store::{LedgerTx, Store, StoreError, StoredCheckpoint};
+
+/// Most appends grouped into one transaction.
+const MAX_GROUP: usize = 512;
+
+/// The keys and names the log signs with.
+pub struct LogKeys {
+    /// The checkpoint origin line, e.g. `wagelink.dev/log`.
+    pub origin: String,
+    pub log_key: LogKey,
+    /// Signs receipts: the gateway's certificate and key.
+    pub gateway: Signer,
+    /// `sender` of every envelope the gateway signs.
+    pub gateway_id: String,
+    pub gateway_certificate_pem: String,
+}
+
+/// An envelope that passed verification, with the facts the gateway adds to its entry.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub header_bytes: Vec<u8>,
+    pub header: pb::Header,
+    pub payload: Vec<u8>,
+    pub signatures: Vec<pb::Signature>,
+    pub submitted_by: PartnerId,
+    /// The header's `created_at`, Unix seconds.
+    pub created_at: i64,
+    pub routed_to: Vec<pb::Routing>,
+    pub case_id: String,
+}
+
+/// Why an append was refused; nothing was written.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum AppendError {
+    #[error(
+        "message_id {message_id:?} of {sender} was already accepted with different header bytes; choose a new message_id for a new message, or resend the original bytes to get the original receipt"
+    )]
+    Conflict { sender: String, message_id: String },
+    #[error(
+        "created_at is {skew} seconds away from the gateway's clock (now {now}); it must be within ±{window} seconds — check the sending system's clock (NTP)"
+    )]
+    OutsideWindow { skew: i64, now: i64, window: i64 },
+    #[error(
+        "the evidence log could not record the message durably ({0}); nothing was recorded, retry the same bytes"
+    )]
+    Unavailable(String),
+}
+
+struct Append {
+    accepted: Accepted,
+    reply: oneshot::Sender<Result<pb::SignedEnvelope, AppendError>>,
+}
+
+struct Shared {
+    keys: LogKeys,
+    store: Store,
+    tree: RwLock<Tree>,
+    latest: RwLock<StoredCheckpoint>,
+    window_secs: i64,
+}
+
+/// The evidence log of one gateway.
+pub struct EvidenceLog {
+    shared: Arc<Shared>,
+    queue: mpsc::Sender<Append>,
+    _stop: DropGuard,
+}
+
+/// Now as a protobuf timestamp.
+pub fn now_timestamp() -> prost_types::Timestamp {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    prost_types::Timestamp {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos() as i32,
+    }
+}
+
+impl EvidenceLog {
+    /// Rebuilds the tree from the store, checks it against the last checkpoint, and starts the
+    /// sequencer and checkpoint tasks.
+    pub async fn open(
+        store: Store,
+        keys: LogKeys,
+        window: Duration,
+        checkpoint_every: Duration,
+    ) -> Result<Arc<Self>, StoreError> {
+        let mut tree = Tree::new();
+        for leaf in store.leaf_hashes().await? {
+            tree.push(leaf);
+        }
+        let stored = store.latest_checkpoint().await?;
+        if let Some(c) = &stored {
+            let root = tree.root_at(c.tree_size).map_err(|e| {
+                StoreError::Corrupt(format!(
+                    "the last checkpoint (size {}) is beyond the log: {e}",
+                    c.tree_size
+                ))
+            })?;
+            if root.as_slice() != c.root_hash.as_slice() {
+                return Err(StoreError::Corrupt(format!(
+                    "the log's entries do not hash to the root signed in checkpoint {}: the log was altered",
+                    c.tree_size
+                )));
+            }
+        }
+        let latest = match stored {
+            Some(c) if c.tree_size == tree.size() => c,
+            _ => {
+                let c = sign_checkpoint(&keys, tree.size(), tree.root());
+                store.insert_checkpoint(&c).await?;
+                c
+            }
+        };
+        let shared = Arc::new(Shared {
+            keys,
+            store,
+            tree: RwLock::new(tree),
+            latest: RwLock::new(latest),
+            window_secs: window.as_secs() as i64,
+        });
+        let (queue, rx) = mpsc::channel(4 * MAX_GROUP);
+        let stop = CancellationToken::new();
+        tokio::spawn(sequence(shared.clone(), rx));
+        tokio::spawn(checkpoints(shared.clone(), checkpoint_every, stop.clone()));
+        Ok(Arc::new(Self {
+            shared,
+            queue,
+            _stop: stop.drop_guard(),
+        }))
+    }
+
+    /// Appends an accepted envelope: idempotency, replay window, durable append, receipt.
+    pub async fn append(&self, accepted: Accepted) -> Result<pb::SignedEnvelope, AppendError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Append { accepted, reply })
+            .await
+            .map_err(|_| AppendError::Unavailable("the log is shutting down".into()))?;
+        answer
+            .await
+            .map_err(|_| AppendError::Unavailable("the log stopped before answering".into()))?
+    }
+
+    pub fn size(&self) -> u64 {
+        read(&self.shared.tree).size()
+    }
+
+    pub fn keys(&self) -> &LogKeys {
+        &self.shared.keys
+    }
+
+    pub fn latest_checkpoint(&self) -> StoredCheckpoint {
+        read(&self.shared.latest).clone()
+    }
+
+    /// The checkpoint of a given size (0: the latest), if one was signed.
+    pub async fn checkpoint(&self, size: u64) -> Result<Option<StoredCheckpoint>, StoreError> {
+        if size == 0 {
+            return Ok(Some(self.latest_checkpoint()));
+        }
+        self.shared.store.checkpoint_at(size).await
+    }
+
+    /// Leaf hash and inclusion proof of entry `index` in the tree of `size` entries.
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<(Hash, Vec<Hash>), ProofError> {
+        let tree = read(&self.shared.tree);
+        let proof = tree.inclusion_proof(index, size)?;
+        let leaf = tree
+            .leaf(index)
+            .ok_or(ProofError::IndexOutOfRange { index, size })?;
+        Ok((leaf, proof))
+    }
+
+    pub fn consistency_proof(&self, first: u64, second: u64) -> Result<Vec<Hash>, ProofError> {
+        read(&self.shared.tree).consistency_proof(first, second)
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.shared.store
+    }
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn sign_checkpoint(keys: &LogKeys, size: u64, root: Hash) -> StoredCheckpoint {
+    let checkpoint = Checkpoint {
+        origin: keys.origin.clone(),
+        size,
+        root,
+    };
+    StoredCheckpoint {
+        tree_size: size,
+        root_hash: root.to_vec(),
+        note: keys.log_key.sign(&checkpoint),
+        signed_at: crate::store::now_unix(),
+    }
+}
+
+async fn checkpoints(shared: Arc<Shared>, every: Duration, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        let (size, root) = {
+            let tree = read(&shared.tree);
+            (tree.size(), tree.root())
+        };
+        if size == read(&shared.latest).tree_size {
+            continue;
+        }
+        let checkpoint = sign_checkpoint(&shared.keys, size, root);
+        match shared.store.insert_checkpoint(&checkpoint).await {
+            Ok(()) => *shared.latest.write().unwrap_or_else(|e| e.into_inner()) = checkpoint,
+            Err(e) => tracing::warn!(error = %e, "storing a checkpoint failed; retrying next tick"),
+        }
+    }
+}
+
+async fn sequence(shared: Arc<Shared>, mut rx: mpsc::Receiver<Append>) {
+    while let Some(first) = rx.recv().await {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(more) => group.push(more),
+                Err(_) => break,
+            }
+        }
+        write_group(&shared, group).await;
+    }
+}
+
+type PriorInGroup = (Vec<u8>, Vec<u8>);
+
+/// What one append in a group came to, before the commit.
+type Outcome = Result<pb::SignedEnvelope, AppendError>;
+
+async fn write_group(shared: &Shared, group: Vec<Append>) {
+    let mut replies = Vec::with_capacity(group.len());
+    let mut appends = Vec::with_capacity(group.len());
+    for Append { accepted, reply } in group {
+        replies.push(reply);
+        appends.push(accepted);
+    }
+    let result = async {
+        let mut tx = shared.store.begin_ledger().await?;
+        let start = read(&shared.tree).size();
+        let (outcomes, leaves) = decide(shared, &mut tx, start, &appends).await?;
+        tx.commit().await?;
+        Ok::<_, StoreError>((outcomes, leaves))
+    }
+    .await;
+    match result {
+        Ok((outcomes, leaves)) => {
+            {
+                let mut tree = shared.tree.write().unwrap_or_else(|e| e.into_inner());
+                for leaf in leaves {
+                    tree.push(leaf);
+                }
+            }
+            for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                let _ = reply.send(outcome);
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "a group of log appends failed and was rolled back");
+            for reply in replies {
+                let _ = reply.send(Err(AppendError::Unavailable(e.to_string())));
+            }
+        }
+    }
+}
+
+async fn decide(
+    shared: &Shared,
+    tx: &mut LedgerTx,
+    start: u64,
+    appends: &[Accepted],
+) -> Result<(Vec<Outcome>, Vec<Hash>), StoreError> {
+    let now = now_timestamp();
+    let mut next = start;
+    let mut leaves = Vec::new();
+    let mut outcomes = Vec::with_capacity(appends.len());
+    // (sender, message_id) → (header SHA-256, encoded receipt) of appends earlier in the group.
+    let mut in_group: HashMap<(&str, &str), PriorInGroup> = HashMap::new();
+    for a in appends {
+        let header_sha256 = sha256(&a.header_bytes).to_vec();
+        let key = (a.submitted_by.as_str(), a.header.message_id.as_str());
+        let prior = match in_group.get(&key) {
+            Some((sha, receipt)) => Some((sha.clone(), receipt.clone())),
+            None => tx
+                .prior_envelope(key.0, key.1)
+                .await?
+                .map(|p| (p.header_sha256, p.receipt)),
+        };
+        if let Some((sha, receipt)) = prior {
+            outcomes.push(if sha == header_sha256 {
+                pb::SignedEnvelope::decode(receipt.as_slice()).map_err(|e| {
+                    AppendError::Unavailable(format!("stored receipt unreadable: {e}"))
+                })
+            } else {
+                Err(AppendError::Conflict {
+                    sender: key.0.to_owned(),
+                    message_id: key.1.to_owned(),
+                })
+            });
+            continue;
+        }
+        let skew = a.created_at - now.seconds;
+        if skew.abs() > shared.window_secs {
+            outcomes.push(Err(AppendError::OutsideWindow {
+                skew,
+                now: now.seconds,
+                window: shared.window_secs,
+            }));
+            continue;
+        }
+        let index = next;
+        let entry = pb::EntryBody {
+            kind: Some(pb::entry_body::Kind::Accepted(pb::AcceptedEntry {
+                header: a.header_bytes.clone(),
+                signatures: a.signatures.clone(),
+                submitted_by: a.submitted_by.to_string(),
+                accepted_at: Some(now),
+                routed_to: a.routed_to.clone(),
+                payload_sha256: a.header.payload_sha256.clone(),
+                case_id: a.case_id.clone(),
+            })),
+        }
+        .encode_to_vec();
+        let leaf = leaf_hash(&entry);
+        let receipt = receipt(&shared.keys, a, &header_sha256, index, now)
+            .map_err(|e| StoreError::Corrupt(format!("cannot sign a receipt: {e}")))?;
+        let receipt_bytes = receipt.encode_to_vec();
+        tx.insert_entry(index, &entry, &leaf, now.seconds).await?;
+        tx.insert_payload(index, &a.header.payload_sha256, &a.payload)
+            .await?;
+        tx.insert_envelope(
+            key.0,
+            key.1,
+            &header_sha256,
+            &a.header.payload_type,
+            index,
+            &receipt_bytes,
+            now.seconds,
+        )
+        .await?;
+        in_group.insert(key, (header_sha256, receipt_bytes));
+        leaves.push(leaf);
+        next += 1;
+        outcomes.push(Ok(receipt));
+    }
+    Ok((outcomes, leaves))
+}
+
+/// The gateway's signed receipt for an accepted envelope.
+fn receipt(
+    keys: &LogKeys,
+    a: &Accepted,
+    header_sha256: &[u8],
+    index: u64,
+    at: prost_types::Timestamp,
+) -> Result<pb::SignedEnvelope, wagelink_proto::envelope::EnvelopeError> {
+    let body = pb::Receipt {
+        kind: pb::ReceiptKind::Accepted as i32,
+        header_sha256: header_sha256.to_vec(),
+        message_id: a.header.message_id.clone(),
+        sender: a.submitted_by.to_string(),
+        log_index: index,
+        accepted_at: Some(at),
+        case_id: a.case_id.clone(),
+        routed_to: a.routed_to.clone(),
+        payload_type: a.header.payload_type.clone(),
+        ..Default::default()
+    };
+    let header = pb::Header {
+        message_id: uuid::Uuid::new_v4().to_string(),
+        sender: keys.gateway_id.clone(),
+        created_at: Some(at),
+        subject: a.case_id.clone(),
+        in_reply_to: a.header.message_id.clone(),
+        recipients: vec![a.submitted_by.to_string()],
+        ..Default::default()
+    };
+    keys.gateway.seal(header, &body)
+}

@@ -1,0 +1,249 @@
+//! The evidence log's tables: entries, payloads beside them, accepted envelopes (for
+//! idempotency) and signed checkpoints. Appends happen in a [`LedgerTx`] so a group of entries
+//! becomes durable together or not at all.
+
+use sqlx::any::Any;
+use sqlx::{Row, Transaction};
+
+use super::{Store, StoreError};
+
+/// An envelope accepted earlier under the same (sender, message_id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PriorEnvelope {
+    pub header_sha256: Vec<u8>,
+    pub log_index: u64,
+    pub receipt: Vec<u8>,
+}
+
+/// One stored log entry, with its payload when asked for and still held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEntry {
+    pub index: u64,
+    pub entry: Vec<u8>,
+    pub payload: Option<Vec<u8>>,
+    pub payload_erased: bool,
+}
+
+/// A stored checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    pub tree_size: u64,
+    pub root_hash: Vec<u8>,
+    pub note: String,
+    pub signed_at: i64,
+}
+
+/// An open append transaction.
+pub struct LedgerTx {
+    tx: Transaction<'static, Any>,
+}
+
+fn index(i: i64) -> u64 {
+    i.max(0) as u64
+}
+
+impl LedgerTx {
+    pub async fn prior_envelope(
+        &mut self,
+        sender: &str,
+        message_id: &str,
+    ) -> Result<Option<PriorEnvelope>, StoreError> {
+        let row = sqlx::query("SELECT header_sha256, log_index, receipt FROM envelopes WHERE sender = $1 AND message_id = $2")
+            .bind(sender)
+            .bind(message_id)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.map(|r| {
+            Ok(PriorEnvelope {
+                header_sha256: r.try_get("header_sha256")?,
+                log_index: index(r.try_get("log_index")?),
+                receipt: r.try_get("receipt")?,
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn insert_entry(
+        &mut self,
+        idx: u64,
+        entry: &[u8],
+        leaf_hash: &[u8],
+        at: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO log_entries (idx, entry, leaf_hash, appended_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(idx as i64)
+        .bind(entry)
+        .bind(leaf_hash)
+        .bind(at)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn insert_payload(
+        &mut self,
+        idx: u64,
+        sha256: &[u8],
+        payload: &[u8],
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO payloads (log_index, sha256, payload) VALUES ($1, $2, $3)")
+            .bind(idx as i64)
+            .bind(sha256)
+            .bind(payload)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn insert_envelope(
+        &mut self,
+        sender: &str,
+        message_id: &str,
+        header_sha256: &[u8],
+        payload_type: &str,
+        log_index: u64,
+        receipt: &[u8],
+        at: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO envelopes (sender, message_id, header_sha256, payload_type, log_index, receipt, accepted_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(sender)
+        .bind(message_id)
+        .bind(header_sha256)
+        .bind(payload_type)
+        .bind(log_index as i64)
+        .bind(receipt)
+        .bind(at)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Makes everything in this transaction durable (SQLite: synchronous=FULL; PostgreSQL:
+    /// synchronous_commit as the server has it).
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+impl Store {
+    pub async fn begin_ledger(&self) -> Result<LedgerTx, StoreError> {
+        Ok(LedgerTx {
+            tx: self.pool.begin().await?,
+        })
+    }
+
+    /// Every leaf hash in index order (to rebuild the tree at start).
+    pub async fn leaf_hashes(&self) -> Result<Vec<[u8; 32]>, StoreError> {
+        let rows = sqlx::query("SELECT idx, leaf_hash FROM log_entries ORDER BY idx")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (expected, row) in rows.iter().enumerate() {
+            let idx: i64 = row.try_get("idx")?;
+            if idx as usize != expected {
+                return Err(StoreError::Corrupt(format!(
+                    "the log has no entry {expected} (next is {idx})"
+                )));
+            }
+            let hash: Vec<u8> = row.try_get("leaf_hash")?;
+            out.push(hash.try_into().map_err(|_| {
+                StoreError::Corrupt(format!("leaf hash of entry {idx} is not 32 bytes"))
+            })?);
+        }
+        Ok(out)
+    }
+
+    /// Entries `[start, end)`, with payloads if asked.
+    pub async fn entries(
+        &self,
+        start: u64,
+        end: u64,
+        with_payloads: bool,
+    ) -> Result<Vec<StoredEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT e.idx, e.entry, p.payload, p.erased_at FROM log_entries e LEFT JOIN payloads p ON p.log_index = e.idx \
+             WHERE e.idx >= $1 AND e.idx < $2 ORDER BY e.idx",
+        )
+        .bind(start as i64)
+        .bind(end as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let erased: Option<i64> = r.try_get("erased_at")?;
+                Ok(StoredEntry {
+                    index: index(r.try_get("idx")?),
+                    entry: r.try_get("entry")?,
+                    payload: if with_payloads {
+                        r.try_get("payload")?
+                    } else {
+                        None
+                    },
+                    payload_erased: erased.is_some(),
+                })
+            })
+            .collect()
+    }
+
+    pub async fn insert_checkpoint(&self, c: &StoredCheckpoint) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO checkpoints (tree_size, root_hash, note, signed_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (tree_size) DO NOTHING",
+        )
+        .bind(c.tree_size as i64)
+        .bind(&c.root_hash)
+        .bind(&c.note)
+        .bind(c.signed_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    fn checkpoint_from_row(row: &sqlx::any::AnyRow) -> Result<StoredCheckpoint, StoreError> {
+        Ok(StoredCheckpoint {
+            tree_size: index(row.try_get("tree_size")?),
+            root_hash: row.try_get("root_hash")?,
+            note: row.try_get("note")?,
+            signed_at: row.try_get("signed_at")?,
+        })
+    }
+
+    pub async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        sqlx::query("SELECT * FROM checkpoints ORDER BY tree_size DESC LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(Self::checkpoint_from_row)
+            .transpose()
+    }
+
+    pub async fn checkpoint_at(
+        &self,
+        tree_size: u64,
+    ) -> Result<Option<StoredCheckpoint>, StoreError> {
+        sqlx::query("SELECT * FROM checkpoints WHERE tree_size = $1")
+            .bind(tree_size as i64)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(Self::checkpoint_from_row)
+            .transpose()
+    }
+
+    /// Every checkpoint, oldest first (for exports).
+    pub async fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        sqlx::query("SELECT * FROM checkpoints ORDER BY tree_size")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(Self::checkpoint_from_row)
+            .collect()
+    }
+}
