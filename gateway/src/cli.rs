@@ -54,6 +54,35 @@ pub enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Export and verify the evidence log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Write everything up to the latest checkpoint as JSON Lines: entries, checkpoints and the
+    /// certificates that verify them. Without --payloads the export holds no personal data.
+    Export {
+        /// The gateway's configuration (its database and log key).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Database URL (overrides the configuration's `database_url`).
+        #[arg(long, env = "WAGELINK_DATABASE_URL")]
+        database_url: Option<String>,
+        /// Include payloads (they hold personal data: handle the file accordingly).
+        #[arg(long)]
+        payloads: bool,
+        /// Where to write; standard output when absent.
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
+    /// Verify an export offline: rebuild the tree, check every checkpoint, every header
+    /// signature and every payload digest; report the first fault.
+    Verify {
+        /// The export file.
+        file: PathBuf,
+    },
 }
 
 /// Entry point of the binary.
@@ -118,6 +147,47 @@ pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error + Send + Sync
             );
             serve_until_signal(running).await
         }
+        Command::Audit(AuditCommand::Export {
+            config,
+            database_url,
+            payloads,
+            out,
+        }) => {
+            let mut config = Config::load(&config)?;
+            if database_url.is_some() {
+                config.database_url = database_url;
+            }
+            let keys = server::log_keys(&config)?;
+            let (store, _) = server::open(&config).await?;
+            let mut sink: Box<dyn std::io::Write> = match &out {
+                Some(path) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(path)
+                        .map_err(|e| format!("cannot create {}: {e}", path.display()))?,
+                )),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            let size = crate::ledger::export::export(
+                &store,
+                &keys.origin,
+                &keys.log_key.verifier().to_text(),
+                &config.trust_domain,
+                payloads,
+                &mut sink,
+            )
+            .await?;
+            eprintln!(
+                "exported {size} entries{}{}",
+                if payloads {
+                    " with payloads"
+                } else {
+                    " without payloads"
+                },
+                out.map(|p| format!(" to {}", p.display()))
+                    .unwrap_or_default()
+            );
+            Ok(())
+        }
+        Command::Audit(AuditCommand::Verify { file }) => verify_export(&file),
         Command::Config { config } => {
             let mut config = match config {
                 Some(path) => Config::load(&path)?,
@@ -181,6 +251,40 @@ fn print_dev_banner(config: &Config, running: &Running, created: bool, added: us
             String::new()
         },
     );
+}
+
+fn verify_export(file: &Path) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let input =
+        std::fs::File::open(file).map_err(|e| format!("cannot open {}: {e}", file.display()))?;
+    let bar = indicatif::ProgressBar::hidden();
+    let result = crate::ledger::export::verify(std::io::BufReader::new(input), |done, total| {
+        if done == 1 && total > 10_000 {
+            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            bar.set_length(total);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {pos}/{len} entries ({per_sec}, {eta} left)",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+        }
+        bar.set_position(done);
+    });
+    bar.finish_and_clear();
+    match result {
+        Ok(v) => {
+            println!(
+                "export verified: {} entries, {} signatures, {} payloads, {} checkpoints; root {}",
+                v.entries,
+                v.signatures,
+                v.payloads,
+                v.checkpoints,
+                hex::encode(v.root)
+            );
+            Ok(())
+        }
+        Err(fault) => Err(format!("the export is NOT valid: {fault}").into()),
+    }
 }
 
 async fn serve_until_signal(

@@ -3,5 +3,6 @@
 //! actions), with signed checkpoints and inclusion / consistency proofs.
 
 pub mod checkpoint;
+pub mod export;
 pub mod log;
 pub mod merkle;
