@@ -634,3 +634,19 @@ async fn entries_are_exported_only_to_oversight_and_payloads_only_to_admins() {
     assert_eq!(status.code(), Code::InvalidArgument);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_partner_kind_outside_the_table_is_refused_before_its_envelope_is_read() {
+    let gw = TestGateway::start(TestDb::sqlite().await).await;
+    let env = sealed(&gw.signer("bank-102"), "bank-102", 1);
+    refused(
+        &gw,
+        "bank-102",
+        env,
+        Code::PermissionDenied,
+        "not open to bank partners",
+    )
+    .await;
+    assert_eq!(gw.running.log.size(), 0);
+    gw.stop().await;
+}

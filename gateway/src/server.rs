@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::identity::Registry;
 use crate::layers::admission::AdmissionLayer;
 use crate::layers::authenticate::Authenticate;
+use crate::layers::authorize::Authorize;
 use crate::layers::calls::ConcurrentCalls;
 use crate::layers::deadline::DeadlineLayer;
 use crate::layers::message_size::MessageSizeLayer;
@@ -248,6 +249,7 @@ pub async fn start(
         ))
         .layer(MessageSizeLayer::new(limits.max_message_bytes))
         .layer(AdmissionLayer(Unbuilt))
+        .layer(AdmissionLayer(Authorize))
         .into_inner();
 
     let stop = shutdown_rx.clone();

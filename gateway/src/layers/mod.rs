@@ -2,12 +2,14 @@
 //! first): [`authenticate`] turns the connection's certificate into a [`VerifiedPartner`];
 //! [`rate`] and [`calls`] enforce the per-partner request rate and concurrent calls;
 //! [`deadline`] bounds unary calls; [`message_size`] refuses oversized messages; [`unbuilt`]
-//! answers the contract's not-yet-built RPCs. Each refusal is a precise gRPC status.
+//! answers the contract's not-yet-built RPCs; [`authorize`] applies the kind × RPC table.
+//! Each refusal is a precise gRPC status.
 //!
 //! [`VerifiedPartner`]: crate::identity::VerifiedPartner
 
 pub mod admission;
 pub mod authenticate;
+pub mod authorize;
 pub mod calls;
 pub mod deadline;
 pub mod message_size;

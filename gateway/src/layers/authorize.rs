@@ -1,0 +1,167 @@
+//! Which partner kinds may call which RPC: a declarative table, deny by default (DESIGN §4).
+//! Scope within an RPC (a region, an industry, a case the partner holds) is checked by the
+//! domain, which knows what the request is about; this table only decides who may knock.
+
+use tonic::Status;
+
+use super::HttpRequest;
+use super::admission::Policy;
+use crate::identity::{PartnerKind, VerifiedPartner};
+
+/// Who may call an RPC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Callers {
+    /// Every verified partner.
+    Any,
+    /// Every verified partner except these kinds.
+    AllBut(&'static [PartnerKind]),
+    /// Only these kinds.
+    Only(&'static [PartnerKind]),
+}
+
+impl Callers {
+    pub fn allows(self, kind: PartnerKind) -> bool {
+        match self {
+            Callers::Any => true,
+            Callers::AllBut(kinds) => !kinds.contains(&kind),
+            Callers::Only(kinds) => kinds.contains(&kind),
+        }
+    }
+}
+
+use PartnerKind as K;
+
+/// The table: `/package.Service/Method` → who may call it. An RPC missing here is refused to
+/// everyone; RPCs not built yet are answered by the `unbuilt` layer before this one.
+pub const TABLE: &[(&str, Callers)] = &[
+    ("/grpc.health.v1.Health/Check", Callers::Any),
+    ("/grpc.health.v1.Health/Watch", Callers::Any),
+    (
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        Callers::Any,
+    ),
+    ("/wagelink.v1.Identity/WhoAmI", Callers::Any),
+    // Leads come from every kind of agency and source; banks raise warnings through events
+    // and operators do not report arrears.
+    (
+        "/wagelink.v1.Cases/SubmitLead",
+        Callers::AllBut(&[K::Bank, K::Admin]),
+    ),
+    // Anyone holding a receipt may check it against the log.
+    ("/wagelink.v1.Audit/GetCheckpoint", Callers::Any),
+    ("/wagelink.v1.Audit/GetInclusionProof", Callers::Any),
+    ("/wagelink.v1.Audit/GetConsistencyProof", Callers::Any),
+    ("/wagelink.v1.Audit/GetLogKeys", Callers::Any),
+    // Whole-log exports are for oversight (payloads: admins only, checked by the service).
+    (
+        "/wagelink.v1.Audit/GetEntries",
+        Callers::Only(&[K::LeadingOffice, K::Admin]),
+    ),
+];
+
+pub fn callers(path: &str) -> Option<Callers> {
+    TABLE.iter().find(|(p, _)| *p == path).map(|(_, c)| *c)
+}
+
+#[derive(Clone, Copy, Default)]
+pub struct Authorize;
+
+impl Policy for Authorize {
+    type Permit = ();
+
+    fn admit(&self, request: &mut HttpRequest) -> Result<(), Status> {
+        let path = request.uri().path();
+        let Some(partner) = request.extensions().get::<VerifiedPartner>() else {
+            return Err(Status::unauthenticated("no verified partner on this call"));
+        };
+        match callers(path) {
+            Some(c) if c.allows(partner.kind) => Ok(()),
+            Some(_) => Err(Status::permission_denied(format!(
+                "{path} is not open to {} partners ({} is one); ask the operator if your organisation needs it",
+                partner.kind, partner.id
+            ))),
+            None => Err(Status::permission_denied(format!(
+                "{path} is not open to any partner"
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(path: &str, kind: PartnerKind) -> HttpRequest {
+        let mut r = http::Request::builder()
+            .uri(path)
+            .body(tonic::body::Body::empty())
+            .unwrap();
+        r.extensions_mut().insert(VerifiedPartner {
+            id: "x-1".parse().unwrap(),
+            kind,
+            name: "x".into(),
+            jurisdiction: Default::default(),
+            certificate_sha256: String::new(),
+            certificate_not_after: 0,
+        });
+        r
+    }
+
+    /// Every cell of kind × built RPC, against the expectations written out here.
+    #[test]
+    fn every_cell_of_the_table() {
+        let submit_lead_refused = [K::Bank, K::Admin];
+        let get_entries_allowed = [K::LeadingOffice, K::Admin];
+        for &kind in PartnerKind::ALL {
+            for (path, expected) in [
+                ("/grpc.health.v1.Health/Check", true),
+                ("/grpc.health.v1.Health/Watch", true),
+                (
+                    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+                    true,
+                ),
+                ("/wagelink.v1.Identity/WhoAmI", true),
+                (
+                    "/wagelink.v1.Cases/SubmitLead",
+                    !submit_lead_refused.contains(&kind),
+                ),
+                ("/wagelink.v1.Audit/GetCheckpoint", true),
+                ("/wagelink.v1.Audit/GetInclusionProof", true),
+                ("/wagelink.v1.Audit/GetConsistencyProof", true),
+                ("/wagelink.v1.Audit/GetLogKeys", true),
+                (
+                    "/wagelink.v1.Audit/GetEntries",
+                    get_entries_allowed.contains(&kind),
+                ),
+                ("/wagelink.v1.Cases/NoSuchMethod", false),
+            ] {
+                let result = Authorize.admit(&mut request(path, kind));
+                assert_eq!(result.is_ok(), expected, "{kind} → {path}");
+                if let Err(status) = result {
+                    assert_eq!(status.code(), tonic::Code::PermissionDenied);
+                }
+            }
+        }
+    }
+
+    /// Every RPC of the contract is either not built yet or has a row: nothing is open by
+    /// accident, and nothing built is forgotten.
+    #[test]
+    fn every_built_rpc_has_a_row() {
+        use prost::Message;
+        let fds =
+            prost_types::FileDescriptorSet::decode(wagelink_proto::FILE_DESCRIPTOR_SET).unwrap();
+        for file in &fds.file {
+            for service in &file.service {
+                for method in &service.method {
+                    let path = format!("/{}.{}/{}", file.package(), service.name(), method.name());
+                    assert!(
+                        super::super::unbuilt::capability(&path).is_some()
+                            || callers(&path).is_some(),
+                        "{path} is built but has no row in the authorization table"
+                    );
+                }
+            }
+        }
+    }
+}
