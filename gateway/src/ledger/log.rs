@@ -15,7 +15,6 @@ use std::time::Duration;
 use prost::Message;
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
-use tokio_util::sync::{CancellationToken, DropGuard};
 use wagelink_proto::envelope::{Signer, sha256};
 use wagelink_proto::v1 as pb;
 
@@ -87,7 +86,6 @@ struct Shared {
 pub struct EvidenceLog {
     shared: Arc<Shared>,
     queue: mpsc::Sender<Append>,
-    _stop: DropGuard,
 }
 
 /// Now as a protobuf timestamp.
@@ -145,14 +143,8 @@ impl EvidenceLog {
             window_secs: window.as_secs() as i64,
         });
         let (queue, rx) = mpsc::channel(4 * MAX_GROUP);
-        let stop = CancellationToken::new();
-        tokio::spawn(sequence(shared.clone(), rx));
-        tokio::spawn(checkpoints(shared.clone(), checkpoint_every, stop.clone()));
-        Ok(Arc::new(Self {
-            shared,
-            queue,
-            _stop: stop.drop_guard(),
-        }))
+        tokio::spawn(sequence(shared.clone(), rx, checkpoint_every));
+        Ok(Arc::new(Self { shared, queue }))
     }
 
     /// Appends an accepted envelope: idempotency, replay window, durable append, receipt.
@@ -224,42 +216,52 @@ fn sign_checkpoint(keys: &LogKeys, size: u64, root: Hash) -> StoredCheckpoint {
     }
 }
 
-async fn checkpoints(shared: Arc<Shared>, every: Duration, stop: CancellationToken) {
+/// Signs and stores a checkpoint of the current tree, if it grew since the last one.
+async fn checkpoint(shared: &Shared) {
+    let (size, root) = {
+        let tree = read(&shared.tree);
+        (tree.size(), tree.root())
+    };
+    if size == read(&shared.latest).tree_size {
+        return;
+    }
+    let checkpoint = sign_checkpoint(&shared.keys, size, root);
+    match shared.store.insert_checkpoint(&checkpoint).await {
+        Ok(()) => *shared.latest.write().unwrap_or_else(|e| e.into_inner()) = checkpoint,
+        Err(e) => tracing::warn!(error = %e, "storing a checkpoint failed; retrying next tick"),
+    }
+}
+
+/// The single writer of the log: groups appends into transactions and signs checkpoints in
+/// between, so no two log writes of this gateway ever contend. Ends when the log is dropped.
+async fn sequence(shared: Arc<Shared>, mut rx: mpsc::Receiver<Append>, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last = tokio::time::Instant::now();
     loop {
         tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.cancelled() => return,
-        }
-        let (size, root) = {
-            let tree = read(&shared.tree);
-            (tree.size(), tree.root())
-        };
-        if size == read(&shared.latest).tree_size {
-            continue;
-        }
-        let checkpoint = sign_checkpoint(&shared.keys, size, root);
-        match shared.store.insert_checkpoint(&checkpoint).await {
-            Ok(()) => *shared.latest.write().unwrap_or_else(|e| e.into_inner()) = checkpoint,
-            Err(e) => tracing::warn!(error = %e, "storing a checkpoint failed; retrying next tick"),
-        }
-    }
-}
-
-async fn sequence(shared: Arc<Shared>, mut rx: mpsc::Receiver<Append>) {
-    while let Some(first) = rx.recv().await {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(more) => group.push(more),
-                Err(_) => break,
+            next = rx.recv() => {
+                let Some(first) = next else { return };
+                let mut group = vec![first];
+                while group.len() < MAX_GROUP {
+                    match rx.try_recv() {
+                        Ok(more) => group.push(more),
+                        Err(_) => break,
+                    }
+                }
+                write_group(&shared, group).await;
             }
+            _ = tick.tick() => {}
         }
-        write_group(&shared, group).await;
+        // Under constant load the queue is always ready: checkpoints are taken between groups.
+        if last.elapsed() >= every {
+            checkpoint(&shared).await;
+            last = tokio::time::Instant::now();
+        }
     }
 }
 
+/// Header SHA-256 and encoded receipt of an append earlier in the same group.
 type PriorInGroup = (Vec<u8>, Vec<u8>);
 
 /// What one append in a group came to, before the commit.
@@ -272,14 +274,27 @@ async fn write_group(shared: &Shared, group: Vec<Append>) {
         replies.push(reply);
         appends.push(accepted);
     }
-    let result = async {
-        let mut tx = shared.store.begin_ledger().await?;
-        let start = read(&shared.tree).size();
-        let (outcomes, leaves) = decide(shared, &mut tx, start, &appends).await?;
-        tx.commit().await?;
-        Ok::<_, StoreError>((outcomes, leaves))
-    }
-    .await;
+    let mut attempt = 0;
+    let result = loop {
+        attempt += 1;
+        let result = async {
+            let mut tx = shared.store.begin_ledger().await?;
+            let start = read(&shared.tree).size();
+            let (outcomes, leaves) = decide(shared, &mut tx, start, &appends).await?;
+            tx.commit().await?;
+            Ok::<_, StoreError>((outcomes, leaves))
+        }
+        .await;
+        // A failed group left nothing behind, so a transient database error (a lock held by
+        // another process, a dropped connection) is retried before callers are told.
+        match result {
+            Err(StoreError::Query(e)) if attempt < 3 => {
+                tracing::warn!(error = %e, attempt, "retrying a group of log appends");
+                tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
+            }
+            other => break other,
+        }
+    };
     match result {
         Ok((outcomes, leaves)) => {
             {

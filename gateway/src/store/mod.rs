@@ -114,11 +114,12 @@ impl Store {
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
-                        // WAL lets readers run beside the writer; FULL makes every commit durable
-                        // before it returns, which the "nothing acknowledged is lost" rule needs.
+                        // Connection settings only (no lock is needed): wait for the writer
+                        // rather than fail; FULL makes every commit durable before it returns,
+                        // which the "nothing acknowledged is lost" rule needs.
                         conn.execute(
-                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                            "PRAGMA busy_timeout = 10000; PRAGMA synchronous = FULL; \
+                             PRAGMA foreign_keys = ON;",
                         )
                         .await?;
                     }
@@ -131,6 +132,16 @@ impl Store {
                 url: redact_url(url),
                 source,
             })?;
+        if backend == Backend::Sqlite {
+            // WAL lets readers run beside the writer. The mode is stored in the file, so it is
+            // set once here rather than by every new connection (which would need a lock).
+            pool.execute("PRAGMA journal_mode = WAL")
+                .await
+                .map_err(|source| StoreError::Unreachable {
+                    url: redact_url(url),
+                    source,
+                })?;
+        }
         let migrator = match backend {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
