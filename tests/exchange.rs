@@ -185,6 +185,31 @@ async fn an_accepted_lead_gets_a_receipt_that_proves_its_place_in_the_log() {
         )
         .expect("inclusion");
 
+        // Another partner gets the proof but not the entry (it shows who sent what to whom);
+        // the sender gets its entry's bytes and finds its own header and signatures in them.
+        assert!(proof.entry.is_empty());
+        let mine = AuditClient::new(gw.channel_as("source-national-platform").await)
+            .get_inclusion_proof(pb::GetInclusionProofRequest {
+                leaf_index: body.log_index,
+                tree_size: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            wagelink_gateway::ledger::merkle::leaf_hash(&mine.entry),
+            leaf
+        );
+        let Some(pb::entry_body::Kind::Accepted(own)) =
+            pb::EntryBody::decode(mine.entry.as_slice()).unwrap().kind
+        else {
+            panic!("no entry for its sender");
+        };
+        assert_eq!(
+            (own.header, own.signatures),
+            (env.header.clone(), env.signatures.clone())
+        );
+
         // The entry the leaf hashes is the accepted header with its signatures.
         let entries = entries(&gw, "leading-office-500000", 0, 1, false)
             .await
@@ -353,7 +378,7 @@ async fn each_signature_fault_has_its_own_refusal() {
         &gw,
         me,
         env,
-        Code::PermissionDenied,
+        Code::Unauthenticated,
         "belongs to partner bank-102",
     )
     .await;

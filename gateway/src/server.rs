@@ -221,7 +221,7 @@ pub async fn start(
         .map_err(|e| ServeError::Reflection(e.to_string()))?;
     let identity = pb::identity_server::IdentityServer::new(IdentityService::new(
         registry.clone(),
-        format!("wagelink {} at {local_addr}", env!("CARGO_PKG_VERSION")),
+        GATEWAY_ID.to_owned(),
     ))
     .max_decoding_message_size(limits.max_message_bytes);
     let cases =

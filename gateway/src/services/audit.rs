@@ -9,7 +9,9 @@ use tonic::{Request, Response, Status};
 use wagelink_proto::v1 as pb;
 
 use super::status::store_unavailable;
-use crate::identity::PartnerKind;
+use prost::Message;
+
+use crate::identity::{PartnerKind, VerifiedPartner};
 use crate::layers::authenticate::partner;
 use crate::ledger::log::EvidenceLog;
 use crate::store::StoredCheckpoint;
@@ -45,6 +47,37 @@ impl AuditService {
         }
     }
 
+    /// The entry bytes at `index` if `me` submitted that entry or oversees the log; empty
+    /// otherwise (entries reveal who sent what to whom).
+    async fn entry_for(&self, me: &VerifiedPartner, index: u64) -> Result<Vec<u8>, Status> {
+        let stored = self
+            .log
+            .store()
+            .entries(index, index + 1, false)
+            .await
+            .map_err(store_unavailable)?;
+        let Some(e) = stored.into_iter().next() else {
+            return Ok(Vec::new());
+        };
+        if matches!(me.kind, PartnerKind::LeadingOffice | PartnerKind::Admin) {
+            return Ok(e.entry);
+        }
+        let submitter = match pb::EntryBody::decode(e.entry.as_slice())
+            .ok()
+            .and_then(|b| b.kind)
+        {
+            Some(pb::entry_body::Kind::Accepted(a)) => a.submitted_by,
+            Some(pb::entry_body::Kind::Acknowledged(a)) => a.recipient,
+            Some(pb::entry_body::Kind::Admin(a)) => a.admin,
+            None => String::new(),
+        };
+        Ok(if submitter == me.id.as_str() {
+            e.entry
+        } else {
+            Vec::new()
+        })
+    }
+
     /// The checkpoint a proof is given against: `size` 0 means the latest.
     async fn signed(&self, size: u64) -> Result<StoredCheckpoint, Status> {
         let latest = self.log.latest_checkpoint();
@@ -59,7 +92,7 @@ impl AuditService {
             .await
             .map_err(store_unavailable)?
             .ok_or_else(|| {
-                Status::invalid_argument(format!(
+                Status::not_found(format!(
                     "no checkpoint was signed at tree size {size}; ask for size 0 (the latest) or a size you saw in a checkpoint"
                 ))
             })
@@ -82,21 +115,31 @@ impl pb::audit_server::Audit for AuditService {
         &self,
         request: Request<pb::GetInclusionProofRequest>,
     ) -> Result<Response<pb::InclusionProof>, Status> {
+        let me = partner(&request)?.clone();
         let r = request.into_inner();
         let c = self.signed(r.tree_size).await?;
         if r.leaf_index >= c.tree_size {
-            return Err(Status::failed_precondition(format!(
-                "entry {} is not yet covered by a checkpoint (latest size {}); retry in about a second",
-                r.leaf_index, c.tree_size
-            )));
+            return Err(if r.tree_size == 0 {
+                Status::failed_precondition(format!(
+                    "entry {} is not yet covered by a checkpoint (latest size {}); retry in about a second",
+                    r.leaf_index, c.tree_size
+                ))
+            } else {
+                Status::invalid_argument(format!(
+                    "entry {} is not in a tree of size {}; ask for a larger tree_size, or 0 for the latest",
+                    r.leaf_index, c.tree_size
+                ))
+            });
         }
         let (leaf, hashes) = self.log.inclusion_proof(r.leaf_index, c.tree_size)?;
+        let entry = self.entry_for(&me, r.leaf_index).await?;
         Ok(Response::new(pb::InclusionProof {
             leaf_index: r.leaf_index,
             tree_size: c.tree_size,
             leaf_hash: leaf.to_vec(),
             hashes: hashes.iter().map(|h| h.to_vec()).collect(),
             checkpoint: Some(self.message(&c)),
+            entry,
         }))
     }
 
@@ -128,6 +171,10 @@ impl pb::audit_server::Audit for AuditService {
             ));
         }
         let latest = self.log.latest_checkpoint().tree_size;
+        let mut r = r;
+        if r.end_index == 0 {
+            r.end_index = latest;
+        }
         if r.start_index >= r.end_index || r.end_index > latest {
             return Err(Status::invalid_argument(format!(
                 "ask for 0 ≤ start_index < end_index ≤ {latest} (the latest checkpoint's size); got [{}, {})",
@@ -180,7 +227,7 @@ fn async_stream(
                         .map(|e| {
                             Ok(pb::LogEntry {
                                 index: e.index,
-                                body: prost::Message::decode(e.entry.as_slice()).ok(),
+                                body: pb::EntryBody::decode(e.entry.as_slice()).ok(),
                                 entry: e.entry,
                                 payload: e.payload.unwrap_or_default(),
                                 payload_erased: e.payload_erased,

@@ -3,7 +3,6 @@
 use tonic::Status;
 
 use crate::envelope::SubmitError;
-use crate::identity::KeyRefusal;
 use crate::ledger::log::AppendError;
 use crate::ledger::merkle::ProofError;
 use crate::store::StoreError;
@@ -18,8 +17,7 @@ impl From<SubmitError> for Status {
             | SubmitError::PayloadDigest { .. }
             | SubmitError::WrongPayloadType { .. }
             | SubmitError::UndecodablePayload { .. } => Status::invalid_argument(message),
-            SubmitError::SenderMismatch { .. }
-            | SubmitError::Key(KeyRefusal::NotSenders { .. }) => Status::permission_denied(message),
+            SubmitError::SenderMismatch { .. } => Status::permission_denied(message),
             SubmitError::Unsigned | SubmitError::Key(_) | SubmitError::BadSignature { .. } => {
                 Status::unauthenticated(message)
             }
