@@ -16,6 +16,14 @@ use wagelink_proto::v1::audit_client::AuditClient;
 use wagelink_proto::v1::cases_client::CasesClient;
 use wagelink_tests::{TestDb, TestGateway, each_backend};
 
+/// Proof hashes as fixed-size arrays.
+fn to_hashes(hashes: &[Vec<u8>]) -> Vec<Hash> {
+    hashes
+        .iter()
+        .map(|h| h.as_slice().try_into().expect("32-byte hashes"))
+        .collect()
+}
+
 fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -170,11 +178,7 @@ async fn an_accepted_lead_gets_a_receipt_that_proves_its_place_in_the_log() {
             .await
             .unwrap()
             .into_inner();
-        let hashes: Vec<Hash> = proof
-            .hashes
-            .iter()
-            .map(|h| h.as_slice().try_into().unwrap())
-            .collect();
+        let hashes = to_hashes(&proof.hashes);
         let leaf: Hash = proof.leaf_hash.as_slice().try_into().unwrap();
         verify_inclusion(
             body.log_index,
@@ -622,11 +626,7 @@ async fn concurrent_submissions_get_distinct_indexes_and_survive_a_restart() {
             .await
             .unwrap()
             .into_inner();
-        let hashes: Vec<Hash> = proof
-            .hashes
-            .iter()
-            .map(|h| h.as_slice().try_into().unwrap())
-            .collect();
+        let hashes = to_hashes(&proof.hashes);
         let first_root: Hash = before.root_hash.as_slice().try_into().unwrap();
         verify_consistency(
             before.tree_size,

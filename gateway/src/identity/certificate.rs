@@ -87,30 +87,25 @@ pub fn inspect(der: &[u8], trust_domain: &str) -> Result<CertificateFacts, Certi
         serial: cert.raw_serial_as_string().replace(':', ""),
         not_before: cert.validity().not_before.timestamp(),
         not_after: cert.validity().not_after.timestamp(),
-        key_algorithm: key_algorithm(&cert),
+        key_algorithm: key_algorithm(der, &cert),
     })
 }
 
-fn key_algorithm(cert: &X509Certificate<'_>) -> String {
-    use x509_parser::public_key::PublicKey;
-    let spki = cert.public_key();
-    let alg = spki.algorithm.algorithm.to_id_string();
-    let curve = spki
-        .algorithm
-        .parameters
-        .as_ref()
-        .and_then(|p| p.as_oid().ok())
-        .map(|oid| oid.to_id_string());
-    match (alg.as_str(), curve.as_deref()) {
-        ("1.3.101.112", _) => "ed25519".into(),
-        ("1.2.840.10045.2.1", Some("1.2.840.10045.3.1.7")) => "ecdsa-p256".into(),
-        ("1.2.840.10045.2.1", Some("1.3.132.0.34")) => "ecdsa-p384".into(),
-        ("1.2.840.10045.2.1", Some("1.2.156.10197.1.301")) | ("1.2.156.10197.1.301", _) => {
-            "sm2".into()
+fn key_algorithm(der: &[u8], cert: &X509Certificate<'_>) -> String {
+    use wagelink_proto::envelope::{Algorithm, PublicKey};
+    use x509_parser::public_key::PublicKey as Parsed;
+    // The envelope algorithms are recognised in one place, the envelope module.
+    if let Ok(key) = PublicKey::from_certificate(der) {
+        return match key.algorithm() {
+            Algorithm::EcdsaP256Sha256 => "ecdsa-p256",
+            Algorithm::Ed25519 => "ed25519",
+            Algorithm::Sm2Sm3 => "sm2",
         }
-        _ => match spki.parsed() {
-            Ok(PublicKey::RSA(rsa)) => format!("rsa-{}", rsa.key_size()),
-            _ => alg,
-        },
+        .into();
+    }
+    let spki = cert.public_key();
+    match spki.parsed() {
+        Ok(Parsed::RSA(rsa)) => format!("rsa-{}", rsa.key_size()),
+        _ => spki.algorithm.algorithm.to_id_string(),
     }
 }
