@@ -31,6 +31,9 @@ async fn submit_leads(gw: &TestGateway, partner: &str, count: u32) {
             ..Default::default()
         };
         let lead = pb::Lead {
+            channel: pb::LeadChannel::Hotline as i32,
+            lead_type: pb::LeadType::Arrears as i32,
+            worker_count: 3,
             source_reference: format!("{partner}-{n}"),
             region_code: "500103".into(),
             reporter_phone: "13800000000".into(),

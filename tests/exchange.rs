@@ -34,6 +34,7 @@ fn now() -> i64 {
 fn lead(n: u32) -> pb::Lead {
     pb::Lead {
         channel: pb::LeadChannel::NationalPlatform as i32,
+        lead_type: pb::LeadType::Arrears as i32,
         source_reference: format!("GJPT-{n}"),
         region_code: "500112".into(),
         amount_fen: 1_000_000 + i64::from(n),
@@ -672,6 +673,43 @@ async fn a_partner_kind_outside_the_table_is_refused_before_its_envelope_is_read
         "not open to bank partners",
     )
     .await;
+    assert_eq!(gw.running.log.size(), 0);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_lead_with_a_bad_field_is_refused_naming_the_field_but_not_personal_data() {
+    let gw = TestGateway::start(TestDb::sqlite().await).await;
+    let me = "source-national-platform";
+    let bad = pb::Lead {
+        employer_uscc: "91350100M000100Y44".into(),
+        reporter_phone: "1380013800".into(),
+        ..lead(1)
+    };
+    let env = gw.signer(me).seal(header(me, now()), &bad).unwrap();
+    let status = submit(&gw, me, env).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status.message().contains("employer_uscc") && status.message().contains("check digit"),
+        "{}",
+        status.message()
+    );
+    let bad = pb::Lead {
+        reporter_phone: "1380013800".into(),
+        ..lead(1)
+    };
+    let env = gw.signer(me).seal(header(me, now()), &bad).unwrap();
+    let status = submit(&gw, me, env).await.unwrap_err();
+    assert!(
+        status.message().contains("reporter_phone"),
+        "{}",
+        status.message()
+    );
+    assert!(
+        !status.message().contains("1380013800"),
+        "personal data in {}",
+        status.message()
+    );
     assert_eq!(gw.running.log.size(), 0);
     gw.stop().await;
 }

@@ -11,6 +11,7 @@
 //! - [`services`] — the gRPC services, thin over the domain;
 //! - [`server`] — assembly; [`config`] — configuration; [`cli`] — the `wagelink` command.
 
+pub mod cases;
 pub mod cli;
 pub mod config;
 pub mod envelope;

@@ -1,5 +1,5 @@
 //! `wagelink.v1.Cases`. Built so far: `SubmitLead` through the signed submit path — the lead
-//! is verified, logged and answered with a receipt. Routing, cases and the other RPCs come with
+//! is verified, its fields checked, logged and answered with a receipt. Routing, cases and the other RPCs come with
 //! the cases capability (the `unbuilt` layer answers them UNIMPLEMENTED until then).
 
 use std::sync::Arc;
@@ -36,6 +36,8 @@ impl pb::cases_server::Cases for CasesService {
             request.into_inner(),
             crate::store::now_unix(),
         )?;
+        crate::cases::lead::validate(&verified.payload, crate::cases::china_today())
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let receipt = self
             .log
             .append(verified.accepted)

@@ -1,0 +1,10 @@
+//! Leads and cases (DESIGN §7): what comes in, where it goes, and how it comes back resolved.
+
+pub mod lead;
+
+/// Today's date in China (UTC+8 all year: China keeps no daylight saving time).
+pub fn china_today() -> jiff::civil::Date {
+    jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::fixed(jiff::tz::offset(8)))
+        .date()
+}
