@@ -1,5 +1,6 @@
 //! Leads and cases (DESIGN §7): what comes in, where it goes, and how it comes back resolved.
 
+pub mod calendar;
 pub mod lead;
 
 /// Today's date in China (UTC+8 all year: China keeps no daylight saving time).
