@@ -468,6 +468,24 @@ async fn each_header_and_payload_fault_has_its_own_refusal() {
         "is not a UUID",
     )
     .await;
+    for spelling in [
+        base.message_id.to_uppercase(),
+        format!("{{{}}}", base.message_id),
+        base.message_id.replace('-', ""),
+    ] {
+        let h = pb::Header {
+            message_id: spelling,
+            ..base.clone()
+        };
+        refused(
+            &gw,
+            me,
+            sign(h.encode_to_vec(), payload.clone()),
+            Code::InvalidArgument,
+            "canonical form",
+        )
+        .await;
+    }
     let h = pb::Header {
         created_at: None,
         ..base.clone()

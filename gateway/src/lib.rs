@@ -19,6 +19,7 @@ pub mod identity;
 pub mod layers;
 pub mod ledger;
 pub mod pki;
+pub mod routing;
 pub mod server;
 pub mod services;
 pub mod store;

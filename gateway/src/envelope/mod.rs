@@ -26,7 +26,7 @@ pub enum SubmitError {
     #[error("the header has no {0}; set it before signing")]
     MissingField(&'static str),
     #[error(
-        "the header's message_id {0:?} is not a UUID (for example 0193a3f2-7c1e-7c3a-9b5e-2f4d6a8b0c11); choose a fresh UUID per message"
+        "the header's message_id {0:?} is not a UUID in canonical form (lowercase, hyphenated, for example 0193a3f2-7c1e-7c3a-9b5e-2f4d6a8b0c11); choose a fresh UUID per message"
     )]
     BadMessageId(String),
     #[error(
@@ -89,8 +89,11 @@ pub fn verify<M: Message + Name + Default>(
     if header.message_id.is_empty() {
         return Err(SubmitError::MissingField("message_id"));
     }
+    // Only the canonical form (lowercase, hyphenated), so one message has one spelling and
+    // idempotency cannot be sidestepped by writing the same UUID differently.
+    let canonical = uuid::Uuid::parse_str(&header.message_id).map(|u| u.hyphenated().to_string());
     if header.message_id.len() > MAX_MESSAGE_ID
-        || uuid::Uuid::parse_str(&header.message_id).is_err()
+        || canonical.as_deref() != Ok(header.message_id.as_str())
     {
         return Err(SubmitError::BadMessageId(
             header.message_id.chars().take(MAX_MESSAGE_ID).collect(),
