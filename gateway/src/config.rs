@@ -41,6 +41,8 @@ pub struct Config {
     pub limits: Limits,
     /// The evidence log.
     pub log: LogConfig,
+    /// Routing of leads.
+    pub routing: RoutingConfig,
     /// How often (seconds) the partner registry is re-read from the database, to pick up
     /// changes made by other replicas. Changes made through this gateway apply at once.
     /// Default 5.
@@ -58,6 +60,15 @@ pub struct TlsConfig {
     pub certificate: PathBuf,
     /// The gateway's server private key. Default `pki/gateway.key`.
     pub key: PathBuf,
+}
+
+/// Where the routing rules come from.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutingConfig {
+    /// A rules file (TOML; see gateway/data/routing-default.toml for the format). Unset: the
+    /// Chongqing defaults built into the binary.
+    pub rules: Option<PathBuf>,
 }
 
 /// The evidence log's key, name and clocks.
@@ -117,6 +128,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             limits: Limits::default(),
             log: LogConfig::default(),
+            routing: RoutingConfig::default(),
             registry_reload_secs: 5,
         }
     }
@@ -163,6 +175,11 @@ impl Config {
 
     /// Makes every relative path absolute against `base`.
     pub fn resolve_paths(&mut self, base: &Path) {
+        if let Some(rules) = &mut self.routing.rules
+            && rules.is_relative()
+        {
+            *rules = base.join(&*rules);
+        }
         if self.data_dir == Path::new(".") {
             self.data_dir = base.to_path_buf();
         } else if self.data_dir.is_relative() {

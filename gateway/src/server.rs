@@ -28,6 +28,7 @@ use crate::layers::rate::RateLimit;
 use crate::layers::unbuilt::Unbuilt;
 use crate::ledger::checkpoint::LogKey;
 use crate::ledger::log::{EvidenceLog, LogKeys};
+use crate::routing::{DEFAULT_RULES, RuleSet};
 use crate::services::audit::AuditService;
 use crate::services::cases::CasesService;
 use crate::services::identity::IdentityService;
@@ -58,6 +59,8 @@ pub enum ServeError {
     Reflection(String),
     #[error("the gateway's signing keys are not usable: {0}")]
     Keys(String),
+    #[error("the routing rules are not usable: {0}")]
+    Rules(String),
 }
 
 /// A gateway that is serving.
@@ -160,6 +163,19 @@ pub fn log_keys(config: &Config) -> Result<LogKeys, ServeError> {
     })
 }
 
+/// The routing rules named by the configuration, or the built-in defaults.
+pub fn routing_rules(config: &Config) -> Result<RuleSet, ServeError> {
+    match &config.routing.rules {
+        None => RuleSet::parse(DEFAULT_RULES)
+            .map_err(|e| ServeError::Rules(format!("built-in defaults: {e}"))),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ServeError::Rules(format!("cannot read {}: {e}", path.display())))?;
+            RuleSet::parse(&text).map_err(|e| ServeError::Rules(format!("{}: {e}", path.display())))
+        }
+    }
+}
+
 /// Starts serving with an opened store and registry.
 pub async fn start(
     config: &Config,
@@ -175,6 +191,7 @@ pub async fn start(
         Duration::from_millis(config.log.checkpoint_interval_ms),
     )
     .await?;
+    let rules = Arc::new(routing_rules(config)?);
     let federation_ca_pem = std::fs::read_to_string(&config.tls.ca)
         .map_err(|e| ServeError::Keys(format!("cannot read {}: {e}", config.tls.ca.display())))?;
     let listener = TcpListener::bind(config.listen)
@@ -225,7 +242,7 @@ pub async fn start(
     ))
     .max_decoding_message_size(limits.max_message_bytes);
     let cases =
-        pb::cases_server::CasesServer::new(CasesService::new(registry.clone(), log.clone()))
+        pb::cases_server::CasesServer::new(CasesService::new(registry.clone(), log.clone(), rules))
             .max_decoding_message_size(limits.max_message_bytes);
     let audit = pb::audit_server::AuditServer::new(AuditService::new(
         log.clone(),

@@ -47,6 +47,17 @@ pub const TABLE: &[(&str, Callers)] = &[
         "/wagelink.v1.Cases/SubmitLead",
         Callers::AllBut(&[K::Bank, K::Admin]),
     ),
+    // Where a lead would go: for those who send or dispatch leads.
+    (
+        "/wagelink.v1.Cases/DryRunRoute",
+        Callers::Only(&[
+            K::LeadSource,
+            K::Hrss,
+            K::LeadingOffice,
+            K::PeerGateway,
+            K::Admin,
+        ]),
+    ),
     // Anyone holding a receipt may check it against the log.
     ("/wagelink.v1.Audit/GetCheckpoint", Callers::Any),
     ("/wagelink.v1.Audit/GetInclusionProof", Callers::Any),
@@ -143,6 +154,13 @@ mod tests {
     fn every_cell_of_the_table() {
         let submit_lead_refused = [K::Bank, K::Admin];
         let get_entries_allowed = [K::LeadingOffice, K::Admin];
+        let dry_run_allowed = [
+            K::LeadSource,
+            K::Hrss,
+            K::LeadingOffice,
+            K::PeerGateway,
+            K::Admin,
+        ];
         for &kind in PartnerKind::ALL {
             for (path, expected) in [
                 ("/grpc.health.v1.Health/Check", true),
@@ -155,6 +173,10 @@ mod tests {
                 (
                     "/wagelink.v1.Cases/SubmitLead",
                     !submit_lead_refused.contains(&kind),
+                ),
+                (
+                    "/wagelink.v1.Cases/DryRunRoute",
+                    dry_run_allowed.contains(&kind),
                 ),
                 ("/wagelink.v1.Audit/GetCheckpoint", true),
                 ("/wagelink.v1.Audit/GetInclusionProof", true),

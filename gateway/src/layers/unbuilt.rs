@@ -18,7 +18,6 @@ pub const UNBUILT: &[(&str, &str)] = &[
         "wagelink.v1.Cases/SendLetter",
         "letters: 协查函, 督办函, 情况反映函",
     ),
-    ("wagelink.v1.Cases/DryRunRoute", "routing rules"),
     ("wagelink.v1.Cases/GetCase", "case views"),
     ("wagelink.v1.Cases/ListCases", "case views"),
     (

@@ -1,6 +1,7 @@
 //! `wagelink.v1.Cases`. Built so far: `SubmitLead` through the signed submit path — the lead
-//! is verified, its fields checked, logged and answered with a receipt. Routing, cases and the other RPCs come with
-//! the cases capability (the `unbuilt` layer answers them UNIMPLEMENTED until then).
+//! is verified, its fields checked, routed by the rules, logged with its routing and answered
+//! with a receipt that says where it went — and `DryRunRoute`. Cases and their actions come
+//! with the cases capability (the `unbuilt` layer answers them UNIMPLEMENTED until then).
 
 use std::sync::Arc;
 
@@ -8,19 +9,63 @@ use tonic::{Request, Response, Status};
 use wagelink_proto::v1 as pb;
 
 use crate::envelope::{self, SubmitError};
-use crate::identity::Registry;
+use crate::identity::{PartnerStatus, Registry};
 use crate::layers::authenticate::partner;
 use crate::ledger::log::EvidenceLog;
+use crate::routing::{Decision, Lead, Role, RuleSet};
 
 pub struct CasesService {
     registry: Arc<Registry>,
     log: Arc<EvidenceLog>,
+    rules: Arc<RuleSet>,
 }
 
 impl CasesService {
-    pub fn new(registry: Arc<Registry>, log: Arc<EvidenceLog>) -> Self {
-        Self { registry, log }
+    pub fn new(registry: Arc<Registry>, log: Arc<EvidenceLog>, rules: Arc<RuleSet>) -> Self {
+        Self {
+            registry,
+            log,
+            rules,
+        }
     }
+
+    /// Checks a lead and decides where it goes.
+    fn route(&self, lead: &pb::Lead) -> Result<Decision, Status> {
+        crate::cases::lead::validate(lead, crate::cases::china_today())
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let registry = &self.registry;
+        self.rules
+            .route(&Lead::from_proto(lead), |id| {
+                id.parse()
+                    .ok()
+                    .and_then(|id| registry.partner(&id))
+                    .is_some_and(|p| p.status == PartnerStatus::Active)
+            })
+            .map_err(|e| Status::failed_precondition(e.to_string()))
+    }
+}
+
+fn role(role: Role) -> pb::RoutingRole {
+    match role {
+        Role::Handler => pb::RoutingRole::Handler,
+        Role::CoHandler => pb::RoutingRole::CoHandler,
+        Role::Copy => pb::RoutingRole::Copy,
+        Role::Supervisor => pb::RoutingRole::Supervisor,
+    }
+}
+
+/// The routing of a decision, as receipts and log entries record it.
+fn routing(decision: &Decision) -> Vec<pb::Routing> {
+    decision
+        .recipients
+        .iter()
+        .map(|r| pb::Routing {
+            partner_id: r.partner.clone(),
+            role: role(r.role) as i32,
+            rule_id: r.rule_id.clone(),
+            rule_version: decision.version,
+        })
+        .collect()
 }
 
 #[tonic::async_trait]
@@ -30,14 +75,14 @@ impl pb::cases_server::Cases for CasesService {
         request: Request<pb::SignedEnvelope>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
         let me = partner(&request)?.clone();
-        let verified = envelope::verify::<pb::Lead>(
+        let mut verified = envelope::verify::<pb::Lead>(
             &self.registry,
             &me,
             request.into_inner(),
             crate::store::now_unix(),
         )?;
-        crate::cases::lead::validate(&verified.payload, crate::cases::china_today())
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let decision = self.route(&verified.payload)?;
+        verified.accepted.routed_to = routing(&decision);
         let receipt = self
             .log
             .append(verified.accepted)
@@ -45,6 +90,44 @@ impl pb::cases_server::Cases for CasesService {
             .map_err(SubmitError::from)?;
         Ok(Response::new(pb::SubmitResponse {
             receipt: Some(receipt),
+        }))
+    }
+
+    async fn dry_run_route(
+        &self,
+        request: Request<pb::DryRunRouteRequest>,
+    ) -> Result<Response<pb::DryRunRouteResponse>, Status> {
+        let r = request.into_inner();
+        if r.rules_version != 0 && r.rules_version != self.rules.version {
+            return Err(Status::not_found(format!(
+                "rules version {} is not loaded; the active version is {} (ask for 0 to use it)",
+                r.rules_version, self.rules.version
+            )));
+        }
+        let lead = r
+            .lead
+            .ok_or_else(|| Status::invalid_argument("give the lead to route in `lead`"))?;
+        let d = self.route(&lead)?;
+        let clock = |kind: pb::ClockKind, working_days: u32| pb::ClockSpec {
+            kind: kind as i32,
+            working_days,
+            hours: 0,
+            partner_id: d.handler.clone(),
+        };
+        Ok(Response::new(pb::DryRunRouteResponse {
+            handler: d.handler.clone(),
+            co_handlers: d.with_role(Role::CoHandler),
+            copies: d.with_role(Role::Copy),
+            supervisors: d.with_role(Role::Supervisor),
+            clocks: vec![
+                clock(pb::ClockKind::SignFor, d.clocks.sign_for),
+                clock(pb::ClockKind::Handle, d.clocks.handle),
+                clock(pb::ClockKind::FeedBack, d.clocks.feed_back),
+            ],
+            rule_id: d.rule_id.clone(),
+            rule_version: d.version,
+            routing: routing(&d),
+            explanation: d.explanation.join("\n"),
         }))
     }
 }
