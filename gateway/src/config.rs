@@ -43,6 +43,8 @@ pub struct Config {
     pub log: LogConfig,
     /// Routing of leads.
     pub routing: RoutingConfig,
+    /// Delivery to mailboxes.
+    pub delivery: DeliveryConfig,
     /// How often (seconds) the partner registry is re-read from the database, to pick up
     /// changes made by other replicas. Changes made through this gateway apply at once.
     /// Default 5.
@@ -60,6 +62,26 @@ pub struct TlsConfig {
     pub certificate: PathBuf,
     /// The gateway's server private key. Default `pki/gateway.key`.
     pub key: PathBuf,
+}
+
+/// Redelivery and dead-lettering of mailbox messages.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// A message not acknowledged this many milliseconds after it was sent is sent again.
+    /// Default 30000.
+    pub redeliver_after_ms: u64,
+    /// After this many delivery attempts a message is dead-lettered. Default 10.
+    pub max_attempts: u32,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            redeliver_after_ms: 30_000,
+            max_attempts: 10,
+        }
+    }
 }
 
 /// Where the routing rules come from.
@@ -129,6 +151,7 @@ impl Default for Config {
             limits: Limits::default(),
             log: LogConfig::default(),
             routing: RoutingConfig::default(),
+            delivery: DeliveryConfig::default(),
             registry_reload_secs: 5,
         }
     }

@@ -31,6 +31,7 @@ use crate::ledger::log::{EvidenceLog, LogKeys};
 use crate::routing::{DEFAULT_RULES, RuleSet};
 use crate::services::audit::AuditService;
 use crate::services::cases::CasesService;
+use crate::services::delivery::{DeliveryPolicy, DeliveryService};
 use crate::services::identity::IdentityService;
 use crate::store::{Store, StoreError};
 use crate::tls::{PartnerConn, TlsError, install_crypto_provider, server_config};
@@ -231,6 +232,9 @@ pub async fn start(
     health
         .set_serving::<pb::audit_server::AuditServer<AuditService>>()
         .await;
+    health
+        .set_serving::<pb::delivery_server::DeliveryServer<DeliveryService>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(wagelink_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -244,6 +248,16 @@ pub async fn start(
     let cases =
         pb::cases_server::CasesServer::new(CasesService::new(registry.clone(), log.clone(), rules))
             .max_decoding_message_size(limits.max_message_bytes);
+    let delivery = pb::delivery_server::DeliveryServer::new(DeliveryService::new(
+        registry.clone(),
+        log.clone(),
+        DeliveryPolicy {
+            redeliver_after: Duration::from_millis(config.delivery.redeliver_after_ms.max(1)),
+            max_attempts: config.delivery.max_attempts.max(1),
+        },
+        shutdown_rx.clone(),
+    ))
+    .max_decoding_message_size(limits.max_message_bytes);
     let audit = pb::audit_server::AuditServer::new(AuditService::new(
         log.clone(),
         config.trust_domain.clone(),
@@ -276,6 +290,7 @@ pub async fn start(
         .add_service(reflection)
         .add_service(identity)
         .add_service(cases)
+        .add_service(delivery)
         .add_service(audit);
     let server = tokio::spawn(async move {
         router
@@ -355,6 +370,6 @@ async fn reload_loop(registry: Arc<Registry>, every: Duration, shutdown: watch::
 }
 
 /// Resolves once shutdown has been asked for (or its sender is gone).
-async fn stopped(mut shutdown: watch::Receiver<bool>) {
+pub(crate) async fn stopped(mut shutdown: watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|s| *s).await.is_ok();
 }

@@ -144,6 +144,8 @@ pub fn verify<M: Message + Name + Default>(
             created_at,
             routed_to: Vec::new(),
             case_id: String::new(),
+            effects: Vec::new(),
+            kind: Default::default(),
         },
         payload,
     })

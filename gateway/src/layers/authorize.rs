@@ -58,6 +58,9 @@ pub const TABLE: &[(&str, Callers)] = &[
             K::Admin,
         ]),
     ),
+    // Every partner has a mailbox; the mailbox is always the caller's own.
+    ("/wagelink.v1.Delivery/Subscribe", Callers::Any),
+    ("/wagelink.v1.Delivery/Acknowledge", Callers::Any),
     // Anyone holding a receipt may check it against the log.
     ("/wagelink.v1.Audit/GetCheckpoint", Callers::Any),
     ("/wagelink.v1.Audit/GetInclusionProof", Callers::Any),
@@ -178,6 +181,8 @@ mod tests {
                     "/wagelink.v1.Cases/DryRunRoute",
                     dry_run_allowed.contains(&kind),
                 ),
+                ("/wagelink.v1.Delivery/Subscribe", true),
+                ("/wagelink.v1.Delivery/Acknowledge", true),
                 ("/wagelink.v1.Audit/GetCheckpoint", true),
                 ("/wagelink.v1.Audit/GetInclusionProof", true),
                 ("/wagelink.v1.Audit/GetConsistencyProof", true),

@@ -20,10 +20,6 @@ pub const UNBUILT: &[(&str, &str)] = &[
     ),
     ("wagelink.v1.Cases/GetCase", "case views"),
     ("wagelink.v1.Cases/ListCases", "case views"),
-    (
-        "wagelink.v1.Delivery",
-        "delivery to partner mailboxes (subscribe / acknowledge)",
-    ),
     ("wagelink.v1.Banks", "bank account events and the bank link"),
     (
         "wagelink.v1.AccountQueries",
@@ -72,7 +68,7 @@ mod tests {
 
     #[test]
     fn whole_services_and_single_methods_are_matched() {
-        assert!(capability("/wagelink.v1.Delivery/Subscribe").is_some());
+        assert!(capability("/wagelink.v1.Banks/PushEvents").is_some());
         assert!(capability("/wagelink.v1.Cases/ActOnCase").is_some());
         assert_eq!(capability("/wagelink.v1.Cases/SubmitLead"), None);
         assert_eq!(capability("/wagelink.v1.Audit/GetCheckpoint"), None);

@@ -50,6 +50,49 @@ pub struct Accepted {
     pub created_at: i64,
     pub routed_to: Vec<pb::Routing>,
     pub case_id: String,
+    /// What the envelope changes beside the log, written in the same transaction.
+    pub effects: Vec<Effect>,
+    pub kind: EntryKind,
+}
+
+/// What kind of log entry an envelope makes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum EntryKind {
+    /// An envelope accepted from its sender.
+    #[default]
+    Accepted,
+    /// A recipient's signed acknowledgement of a delivery: the proof of delivery.
+    Acknowledged {
+        delivered_message_id: String,
+        delivered_sender: String,
+        delivered_header_sha256: Vec<u8>,
+        delivered_log_index: u64,
+        cursor: u64,
+    },
+}
+
+/// A change an accepted envelope makes beside the log, durable together with its entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Opens a case (its id is given in the receipt and the entry).
+    OpenCase(CaseOpening),
+    /// Puts the envelope in this partner's mailbox.
+    Deliver(String),
+    /// Marks a mailbox message acknowledged.
+    Acknowledge { partner: String, cursor: u64 },
+}
+
+/// A case as a lead opens it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaseOpening {
+    pub region: String,
+    pub holder: String,
+    pub rule_id: String,
+    pub rule_version: u32,
+    /// (partner id, role name) of everyone taking part.
+    pub parties: Vec<(String, &'static str)>,
+    /// Working days to sign for, to handle and to feed back.
+    pub clocks: (u32, u32, u32),
 }
 
 /// Why an append was refused; nothing was written.
@@ -75,6 +118,8 @@ struct Append {
 }
 
 struct Shared {
+    /// Bumped after every commit that put messages in mailboxes.
+    deliveries: tokio::sync::watch::Sender<u64>,
     keys: LogKeys,
     store: Store,
     tree: RwLock<Tree>,
@@ -136,6 +181,7 @@ impl EvidenceLog {
             }
         };
         let shared = Arc::new(Shared {
+            deliveries: tokio::sync::watch::channel(0).0,
             keys,
             store,
             tree: RwLock::new(tree),
@@ -195,6 +241,11 @@ impl EvidenceLog {
 
     pub fn store(&self) -> &Store {
         &self.shared.store
+    }
+
+    /// Changes whenever new messages were committed to mailboxes.
+    pub fn deliveries(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.shared.deliveries.subscribe()
     }
 }
 
@@ -297,6 +348,12 @@ async fn write_group(shared: &Shared, group: Vec<Append>) {
     };
     match result {
         Ok((outcomes, leaves)) => {
+            if appends
+                .iter()
+                .any(|a| a.effects.iter().any(|e| matches!(e, Effect::Deliver(_))))
+            {
+                shared.deliveries.send_modify(|n| *n += 1);
+            }
             {
                 let mut tree = shared.tree.write().unwrap_or_else(|e| e.into_inner());
                 for leaf in leaves {
@@ -361,20 +418,46 @@ async fn decide(
             continue;
         }
         let index = next;
-        let entry = pb::EntryBody {
-            kind: Some(pb::entry_body::Kind::Accepted(pb::AcceptedEntry {
+        let opening = a.effects.iter().find_map(|e| match e {
+            Effect::OpenCase(c) => Some(c),
+            _ => None,
+        });
+        let case_id = match opening {
+            Some(_) => case_id(index),
+            None => a.case_id.clone(),
+        };
+        let body = match &a.kind {
+            EntryKind::Accepted => pb::entry_body::Kind::Accepted(pb::AcceptedEntry {
                 header: a.header_bytes.clone(),
                 signatures: a.signatures.clone(),
                 submitted_by: a.submitted_by.to_string(),
                 accepted_at: Some(now),
                 routed_to: a.routed_to.clone(),
                 payload_sha256: a.header.payload_sha256.clone(),
-                case_id: a.case_id.clone(),
-            })),
-        }
-        .encode_to_vec();
+                case_id: case_id.clone(),
+            }),
+            EntryKind::Acknowledged {
+                delivered_message_id,
+                delivered_sender,
+                delivered_header_sha256,
+                delivered_log_index,
+                cursor,
+            } => pb::entry_body::Kind::Acknowledged(pb::AcknowledgedEntry {
+                header: a.header_bytes.clone(),
+                signatures: a.signatures.clone(),
+                recipient: a.submitted_by.to_string(),
+                acknowledged_at: Some(now),
+                payload_sha256: a.header.payload_sha256.clone(),
+                delivered_message_id: delivered_message_id.clone(),
+                delivered_sender: delivered_sender.clone(),
+                delivered_header_sha256: delivered_header_sha256.clone(),
+                delivered_log_index: Some(*delivered_log_index),
+                cursor: *cursor,
+            }),
+        };
+        let entry = pb::EntryBody { kind: Some(body) }.encode_to_vec();
         let leaf = leaf_hash(&entry);
-        let receipt = receipt(&shared.keys, a, &header_sha256, index, now)
+        let receipt = receipt(&shared.keys, a, &case_id, &header_sha256, index, now)
             .map_err(|e| StoreError::Corrupt(format!("cannot sign a receipt: {e}")))?;
         let receipt_bytes = receipt.encode_to_vec();
         tx.insert_entry(index, &entry, &leaf, now.seconds).await?;
@@ -390,6 +473,15 @@ async fn decide(
             now.seconds,
         )
         .await?;
+        for effect in &a.effects {
+            match effect {
+                Effect::OpenCase(c) => open_case(tx, c, &case_id, index, a, now.seconds).await?,
+                Effect::Deliver(partner) => {
+                    tx.enqueue(partner, index, now.seconds).await?;
+                }
+                Effect::Acknowledge { partner, cursor } => tx.acknowledge(partner, *cursor).await?,
+            }
+        }
         in_group.insert(key, (header_sha256, receipt_bytes));
         leaves.push(leaf);
         next += 1;
@@ -398,22 +490,66 @@ async fn decide(
     Ok((outcomes, leaves))
 }
 
+/// The id of the case opened by the entry at `index`: `WL-<China date>-<index>`.
+fn case_id(index: u64) -> String {
+    format!(
+        "WL-{}-{index:06}",
+        crate::cases::china_today().strftime("%Y%m%d")
+    )
+}
+
+async fn open_case(
+    tx: &mut LedgerTx,
+    c: &CaseOpening,
+    id: &str,
+    index: u64,
+    a: &Accepted,
+    at: i64,
+) -> Result<(), StoreError> {
+    let calendar = crate::cases::calendar::Calendar::official();
+    let today = crate::cases::china_today();
+    let due = |days| calendar.add_working_days(today, days).to_string();
+    let (sign_for, handle, feed_back) = (due(c.clocks.0), due(c.clocks.1), due(c.clocks.2));
+    let row = crate::store::NewCaseRow {
+        id,
+        opened_index: index,
+        source: a.submitted_by.as_str(),
+        region: &c.region,
+        state: "transferred",
+        holder: &c.holder,
+        rule_id: &c.rule_id,
+        rule_version: c.rule_version,
+        sign_for_due: &sign_for,
+        handle_due: &handle,
+        feed_back_due: &feed_back,
+        at,
+    };
+    let mut parties: Vec<(String, &str)> = c.parties.clone();
+    parties.push((a.submitted_by.to_string(), "source"));
+    tx.insert_case(&row, &parties).await
+}
+
 /// The gateway's signed receipt for an accepted envelope.
 fn receipt(
     keys: &LogKeys,
     a: &Accepted,
+    case_id: &str,
     header_sha256: &[u8],
     index: u64,
     at: prost_types::Timestamp,
 ) -> Result<pb::SignedEnvelope, wagelink_proto::envelope::EnvelopeError> {
+    let kind = match a.kind {
+        EntryKind::Accepted => pb::ReceiptKind::Accepted,
+        EntryKind::Acknowledged { .. } => pb::ReceiptKind::Acknowledged,
+    };
     let body = pb::Receipt {
-        kind: pb::ReceiptKind::Accepted as i32,
+        kind: kind as i32,
         header_sha256: header_sha256.to_vec(),
         message_id: a.header.message_id.clone(),
         sender: a.submitted_by.to_string(),
         log_index: index,
         accepted_at: Some(at),
-        case_id: a.case_id.clone(),
+        case_id: case_id.to_owned(),
         routed_to: a.routed_to.clone(),
         payload_type: a.header.payload_type.clone(),
         ..Default::default()
@@ -422,7 +558,7 @@ fn receipt(
         message_id: uuid::Uuid::new_v4().to_string(),
         sender: keys.gateway_id.clone(),
         created_at: Some(at),
-        subject: a.case_id.clone(),
+        subject: case_id.to_owned(),
         in_reply_to: a.header.message_id.clone(),
         recipients: vec![a.submitted_by.to_string()],
         ..Default::default()

@@ -11,7 +11,7 @@ use wagelink_proto::v1 as pb;
 use crate::envelope::{self, SubmitError};
 use crate::identity::{PartnerStatus, Registry};
 use crate::layers::authenticate::partner;
-use crate::ledger::log::EvidenceLog;
+use crate::ledger::log::{CaseOpening, Effect, EvidenceLog};
 use crate::routing::{Decision, Lead, Role, RuleSet};
 
 pub struct CasesService {
@@ -68,6 +68,39 @@ fn routing(decision: &Decision) -> Vec<pb::Routing> {
         .collect()
 }
 
+/// A routed lead opens a case held by its handler and reaches every recipient's mailbox.
+fn effects(decision: &Decision, region: &str) -> Vec<Effect> {
+    let role_name = |r: Role| match r {
+        Role::Handler => "handler",
+        Role::CoHandler => "co-handler",
+        Role::Copy => "copy",
+        Role::Supervisor => "supervisor",
+    };
+    let mut effects = vec![Effect::OpenCase(CaseOpening {
+        region: region.to_owned(),
+        holder: decision.handler.clone(),
+        rule_id: decision.rule_id.clone(),
+        rule_version: decision.version,
+        parties: decision
+            .recipients
+            .iter()
+            .map(|r| (r.partner.clone(), role_name(r.role)))
+            .collect(),
+        clocks: (
+            decision.clocks.sign_for,
+            decision.clocks.handle,
+            decision.clocks.feed_back,
+        ),
+    })];
+    effects.extend(
+        decision
+            .recipients
+            .iter()
+            .map(|r| Effect::Deliver(r.partner.clone())),
+    );
+    effects
+}
+
 #[tonic::async_trait]
 impl pb::cases_server::Cases for CasesService {
     async fn submit_lead(
@@ -83,6 +116,7 @@ impl pb::cases_server::Cases for CasesService {
         )?;
         let decision = self.route(&verified.payload)?;
         verified.accepted.routed_to = routing(&decision);
+        verified.accepted.effects = effects(&decision, &verified.payload.region_code);
         let receipt = self
             .log
             .append(verified.accepted)

@@ -7,5 +7,6 @@
 pub mod audit;
 pub mod cases;
 pub mod convert;
+pub mod delivery;
 pub mod identity;
 pub mod status;

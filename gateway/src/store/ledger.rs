@@ -33,6 +33,32 @@ pub struct StoredCheckpoint {
     pub signed_at: i64,
 }
 
+/// A case as it is opened.
+#[derive(Debug, Clone)]
+pub struct NewCaseRow<'a> {
+    pub id: &'a str,
+    pub opened_index: u64,
+    pub source: &'a str,
+    pub region: &'a str,
+    pub state: &'a str,
+    pub holder: &'a str,
+    pub rule_id: &'a str,
+    pub rule_version: u32,
+    pub sign_for_due: &'a str,
+    pub handle_due: &'a str,
+    pub feed_back_due: &'a str,
+    pub at: i64,
+}
+
+/// One message in a mailbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailboxRow {
+    pub cursor: u64,
+    pub log_index: u64,
+    pub attempts: u32,
+    pub enqueued_at: i64,
+}
+
 /// An open append transaction.
 pub struct LedgerTx {
     tx: Transaction<'static, Any>,
@@ -119,6 +145,82 @@ impl LedgerTx {
         .bind(log_index as i64)
         .bind(receipt)
         .bind(at)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Opens a case with its parties (partner id, role).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn insert_case(
+        &mut self,
+        case: &NewCaseRow<'_>,
+        parties: &[(String, &str)],
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO cases (id, opened_index, source, region, state, holder, rule_id, rule_version, \
+             sign_for_due, handle_due, feed_back_due, opened_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        )
+        .bind(case.id)
+        .bind(case.opened_index as i64)
+        .bind(case.source)
+        .bind(case.region)
+        .bind(case.state)
+        .bind(case.holder)
+        .bind(case.rule_id)
+        .bind(i64::from(case.rule_version))
+        .bind(case.sign_for_due)
+        .bind(case.handle_due)
+        .bind(case.feed_back_due)
+        .bind(case.at)
+        .bind(case.at)
+        .execute(&mut *self.tx)
+        .await?;
+        for (partner, role) in parties {
+            sqlx::query("INSERT INTO case_parties (case_id, partner_id, role) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                .bind(case.id)
+                .bind(partner)
+                .bind(*role)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Puts log entry `log_index` in `partner`'s mailbox; returns its cursor.
+    pub async fn enqueue(
+        &mut self,
+        partner: &str,
+        log_index: u64,
+        at: i64,
+    ) -> Result<u64, StoreError> {
+        let row = sqlx::query(
+            "SELECT COALESCE(MAX(cursor), 0) AS last FROM mailbox WHERE partner_id = $1",
+        )
+        .bind(partner)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        let cursor = row.try_get::<i64, _>("last")? + 1;
+        sqlx::query(
+            "INSERT INTO mailbox (partner_id, cursor, log_index, state, attempts, enqueued_at) VALUES ($1, $2, $3, 'pending', 0, $4)",
+        )
+        .bind(partner)
+        .bind(cursor)
+        .bind(log_index as i64)
+        .bind(at)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(index(cursor))
+    }
+
+    /// Marks a mailbox message acknowledged.
+    pub async fn acknowledge(&mut self, partner: &str, cursor: u64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE mailbox SET state = 'acknowledged' WHERE partner_id = $1 AND cursor = $2",
+        )
+        .bind(partner)
+        .bind(cursor as i64)
         .execute(&mut *self.tx)
         .await?;
         Ok(())
@@ -245,5 +347,109 @@ impl Store {
             .iter()
             .map(Self::checkpoint_from_row)
             .collect()
+    }
+}
+
+impl Store {
+    /// Pending messages of `partner` from `from_cursor` on, oldest first.
+    pub async fn pending(
+        &self,
+        partner: &str,
+        from_cursor: u64,
+        limit: u32,
+    ) -> Result<Vec<MailboxRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT cursor, log_index, attempts, enqueued_at FROM mailbox \
+             WHERE partner_id = $1 AND state = 'pending' AND cursor >= $2 ORDER BY cursor LIMIT $3",
+        )
+        .bind(partner)
+        .bind(from_cursor as i64)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(MailboxRow {
+                    cursor: index(r.try_get("cursor")?),
+                    log_index: index(r.try_get("log_index")?),
+                    attempts: r
+                        .try_get::<i64, _>("attempts")?
+                        .clamp(0, i64::from(u32::MAX)) as u32,
+                    enqueued_at: r.try_get("enqueued_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Counts a delivery attempt; past `max_attempts` the message is dead-lettered. Returns the
+    /// attempt number, or None when the message is no longer pending.
+    pub async fn count_attempt(
+        &self,
+        partner: &str,
+        cursor: u64,
+        max_attempts: u32,
+    ) -> Result<Option<u32>, StoreError> {
+        let row = sqlx::query(
+            "UPDATE mailbox SET attempts = attempts + 1, \
+             state = CASE WHEN attempts + 1 > $1 THEN 'dead' ELSE state END \
+             WHERE partner_id = $2 AND cursor = $3 AND state = 'pending' RETURNING attempts, state",
+        )
+        .bind(i64::from(max_attempts))
+        .bind(partner)
+        .bind(cursor as i64)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let state: String = row.try_get("state")?;
+        let attempts: i64 = row.try_get("attempts")?;
+        Ok((state == "pending").then_some(attempts.clamp(0, i64::from(u32::MAX)) as u32))
+    }
+
+    /// One mailbox message, whatever its state: (log index, state).
+    pub async fn mailbox_message(
+        &self,
+        partner: &str,
+        cursor: u64,
+    ) -> Result<Option<(u64, String)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT log_index, state FROM mailbox WHERE partner_id = $1 AND cursor = $2",
+        )
+        .bind(partner)
+        .bind(cursor as i64)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Ok((index(r.try_get("log_index")?), r.try_get("state")?)))
+            .transpose()
+    }
+
+    /// The last cursor of a partner's mailbox (0 when empty).
+    pub async fn last_cursor(&self, partner: &str) -> Result<u64, StoreError> {
+        let row = sqlx::query(
+            "SELECT COALESCE(MAX(cursor), 0) AS last FROM mailbox WHERE partner_id = $1",
+        )
+        .bind(partner)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(index(row.try_get("last")?))
+    }
+
+    /// The receipt the gateway gave for the envelope at `log_index`.
+    pub async fn receipt_at(&self, log_index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let row = sqlx::query("SELECT receipt FROM envelopes WHERE log_index = $1")
+            .bind(log_index as i64)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| r.try_get("receipt").map_err(StoreError::from))
+            .transpose()
+    }
+
+    /// The state and holder of a case.
+    pub async fn case_state(&self, id: &str) -> Result<Option<(String, String)>, StoreError> {
+        let row = sqlx::query("SELECT state, holder FROM cases WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok((r.try_get("state")?, r.try_get("holder")?)))
+            .transpose()
     }
 }

@@ -19,7 +19,7 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor};
 use thiserror::Error;
 
-pub use ledger::{LedgerTx, PriorEnvelope, StoredCheckpoint, StoredEntry};
+pub use ledger::{LedgerTx, MailboxRow, NewCaseRow, PriorEnvelope, StoredCheckpoint, StoredEntry};
 pub use partners::{CertificateRecord, CertificateStatus};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");

@@ -1,0 +1,305 @@
+//! `wagelink.v1.Delivery`: each partner's durable mailbox. `Subscribe` streams the pending
+//! messages from a cursor and then new ones as they are committed, re-sending a message not
+//! acknowledged within the redelivery time and dead-lettering it after too many attempts;
+//! `Acknowledge` takes the recipient's signed acknowledgement — the proof of delivery — logs it
+//! and marks the message delivered, in one transaction.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prost::Message;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tonic::{Request, Response, Status};
+use wagelink_proto::envelope::sha256;
+use wagelink_proto::v1 as pb;
+
+use super::status::store_unavailable;
+use crate::envelope::{self, SubmitError};
+use crate::identity::Registry;
+use crate::layers::authenticate::partner;
+use crate::ledger::log::{Effect, EntryKind, EvidenceLog};
+use crate::store::{MailboxRow, Store};
+
+/// Messages a stream sends before it waits for acknowledgements, unless the caller asks for
+/// fewer.
+const DEFAULT_WINDOW: u32 = 100;
+const MAX_WINDOW: u32 = 1000;
+
+/// Delivery timing.
+#[derive(Debug, Clone, Copy)]
+pub struct DeliveryPolicy {
+    /// A message not acknowledged this long after it was sent is sent again.
+    pub redeliver_after: Duration,
+    /// After this many attempts a message is dead-lettered (and no longer sent).
+    pub max_attempts: u32,
+}
+
+impl Default for DeliveryPolicy {
+    fn default() -> Self {
+        Self {
+            redeliver_after: Duration::from_secs(30),
+            max_attempts: 10,
+        }
+    }
+}
+
+pub struct DeliveryService {
+    registry: Arc<Registry>,
+    log: Arc<EvidenceLog>,
+    policy: DeliveryPolicy,
+    /// Becomes true when the gateway shuts down: streams end so shutdown can complete.
+    shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+impl DeliveryService {
+    pub fn new(
+        registry: Arc<Registry>,
+        log: Arc<EvidenceLog>,
+        policy: DeliveryPolicy,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            registry,
+            log,
+            policy,
+            shutdown,
+        }
+    }
+}
+
+/// The delivery of one mailbox message: the original envelope and the gateway's receipt for it.
+async fn delivery(
+    store: &Store,
+    row: &MailboxRow,
+    attempt: u32,
+) -> Result<pb::MailboxDelivery, Status> {
+    let entry = store
+        .entries(row.log_index, row.log_index + 1, true)
+        .await
+        .map_err(store_unavailable)?
+        .pop()
+        .ok_or_else(|| {
+            Status::internal(format!(
+                "mailbox message {} points at a missing log entry",
+                row.cursor
+            ))
+        })?;
+    let Some(pb::entry_body::Kind::Accepted(accepted)) =
+        pb::EntryBody::decode(entry.entry.as_slice())
+            .ok()
+            .and_then(|b| b.kind)
+    else {
+        return Err(Status::internal(format!(
+            "mailbox message {} is not an accepted envelope",
+            row.cursor
+        )));
+    };
+    let receipt = store
+        .receipt_at(row.log_index)
+        .await
+        .map_err(store_unavailable)?
+        .and_then(|r| pb::SignedEnvelope::decode(r.as_slice()).ok());
+    Ok(pb::MailboxDelivery {
+        cursor: row.cursor,
+        envelope: Some(pb::SignedEnvelope {
+            header: accepted.header,
+            payload: entry.payload.unwrap_or_default(),
+            signatures: accepted.signatures,
+        }),
+        receipt,
+        attempt,
+        enqueued_at: Some(super::convert::timestamp(row.enqueued_at)),
+    })
+}
+
+/// One open subscription.
+struct Feed {
+    store: Store,
+    partner: String,
+    from: u64,
+    window: u32,
+    policy: DeliveryPolicy,
+    committed: tokio::sync::watch::Receiver<u64>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    out: mpsc::Sender<Result<pb::MailboxDelivery, Status>>,
+}
+
+/// Feeds one subscription until the subscriber goes away or the gateway shuts down.
+async fn feed(feed: Feed) {
+    let Feed {
+        store,
+        partner,
+        from,
+        window,
+        policy,
+        mut committed,
+        shutdown,
+        out,
+    } = feed;
+    let mut in_flight: BTreeMap<u64, Instant> = BTreeMap::new();
+    loop {
+        let rows = match store
+            .pending(&partner, from, window.saturating_mul(2))
+            .await
+        {
+            Ok(rows) => rows,
+            Err(e) => {
+                let _ = out.send(Err(store_unavailable(e))).await;
+                return;
+            }
+        };
+        // Acknowledged (or dead-lettered) messages leave the window.
+        in_flight.retain(|cursor, _| rows.iter().any(|r| r.cursor == *cursor));
+        for row in &rows {
+            let due = in_flight
+                .get(&row.cursor)
+                .is_none_or(|sent| sent.elapsed() >= policy.redeliver_after);
+            if !due || (!in_flight.contains_key(&row.cursor) && in_flight.len() >= window as usize)
+            {
+                continue;
+            }
+            let attempt = match store
+                .count_attempt(&partner, row.cursor, policy.max_attempts)
+                .await
+            {
+                Ok(Some(attempt)) => attempt,
+                Ok(None) => {
+                    tracing::warn!(partner = %partner, cursor = row.cursor, "message dead-lettered after too many delivery attempts");
+                    in_flight.remove(&row.cursor);
+                    continue;
+                }
+                Err(e) => {
+                    let _ = out.send(Err(store_unavailable(e))).await;
+                    return;
+                }
+            };
+            let message = delivery(&store, row, attempt).await;
+            if out.send(message).await.is_err() {
+                return;
+            }
+            in_flight.insert(row.cursor, Instant::now());
+        }
+        tokio::select! {
+            changed = committed.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = out.closed() => return,
+            _ = crate::server::stopped(shutdown.clone()) => {
+                let _ = out.send(Err(Status::unavailable("the gateway is shutting down; reconnect with backoff and the same request"))).await;
+                return;
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::delivery_server::Delivery for DeliveryService {
+    async fn subscribe(
+        &self,
+        request: Request<pb::SubscribeRequest>,
+    ) -> Result<Response<tonic::codegen::BoxStream<pb::MailboxDelivery>>, Status> {
+        let me = partner(&request)?.clone();
+        let r = request.into_inner();
+        let store = self.log.store().clone();
+        let last = store
+            .last_cursor(me.id.as_str())
+            .await
+            .map_err(store_unavailable)?;
+        if r.from_cursor > last + 1 {
+            return Err(Status::invalid_argument(format!(
+                "from_cursor {} is beyond your mailbox's last cursor {last}; resume from the last cursor you acknowledged, or 0 for everything pending",
+                r.from_cursor
+            )));
+        }
+        let window = match r.window {
+            0 => DEFAULT_WINDOW,
+            w => w.min(MAX_WINDOW),
+        };
+        let (tx, rx) = mpsc::channel(window as usize);
+        tokio::spawn(feed(Feed {
+            store,
+            partner: me.id.to_string(),
+            from: r.from_cursor.max(1),
+            window,
+            policy: self.policy,
+            committed: self.log.deliveries(),
+            shutdown: self.shutdown.clone(),
+            out: tx,
+        }));
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn acknowledge(
+        &self,
+        request: Request<pb::SignedEnvelope>,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
+        let me = partner(&request)?.clone();
+        let mut verified = envelope::verify::<pb::Acknowledgement>(
+            &self.registry,
+            &me,
+            request.into_inner(),
+            crate::store::now_unix(),
+        )?;
+        let ack = &verified.payload;
+        let store = self.log.store();
+        let (log_index, _) = store
+            .mailbox_message(me.id.as_str(), ack.cursor)
+            .await
+            .map_err(store_unavailable)?
+            .ok_or_else(|| {
+                Status::not_found(format!(
+                    "your mailbox has no message at cursor {}",
+                    ack.cursor
+                ))
+            })?;
+        let entry = store
+            .entries(log_index, log_index + 1, false)
+            .await
+            .map_err(store_unavailable)?
+            .pop()
+            .ok_or_else(|| Status::internal("the acknowledged message's log entry is missing"))?;
+        let Some(pb::entry_body::Kind::Accepted(delivered)) =
+            pb::EntryBody::decode(entry.entry.as_slice())
+                .ok()
+                .and_then(|b| b.kind)
+        else {
+            return Err(Status::internal(
+                "the acknowledged message is not an accepted envelope",
+            ));
+        };
+        let header = pb::Header::decode(delivered.header.as_slice())
+            .map_err(|_| Status::internal("stored header unreadable"))?;
+        let header_sha256 = sha256(&delivered.header).to_vec();
+        if ack.message_id != header.message_id || ack.header_sha256 != header_sha256 {
+            return Err(Status::invalid_argument(format!(
+                "the message at cursor {} is {} with header SHA-256 {}; acknowledge it with that message_id and header_sha256",
+                ack.cursor,
+                header.message_id,
+                hex::encode(&header_sha256)
+            )));
+        }
+        verified.accepted.kind = EntryKind::Acknowledged {
+            delivered_message_id: header.message_id.clone(),
+            delivered_sender: header.sender.clone(),
+            delivered_header_sha256: header_sha256,
+            delivered_log_index: log_index,
+            cursor: ack.cursor,
+        };
+        verified.accepted.case_id = delivered.case_id;
+        verified.accepted.effects = vec![Effect::Acknowledge {
+            partner: me.id.to_string(),
+            cursor: ack.cursor,
+        }];
+        let receipt = self
+            .log
+            .append(verified.accepted)
+            .await
+            .map_err(SubmitError::from)?;
+        Ok(Response::new(pb::SubmitResponse {
+            receipt: Some(receipt),
+        }))
+    }
+}
