@@ -89,11 +89,28 @@ async fn sample_log(db: TestDb) -> TestGateway {
 }
 
 fn check(records: &[Record]) -> Result<wagelink_gateway::ledger::export::Verified, Fault> {
+    check_against(records, &log_key(records))
+}
+
+fn check_against(
+    records: &[Record],
+    trusted: &str,
+) -> Result<wagelink_gateway::ledger::export::Verified, Fault> {
     let text: String = records
         .iter()
         .map(|r| serde_json::to_string(r).unwrap() + "\n")
         .collect();
-    verify(text.as_bytes(), |_, _| {})
+    verify(text.as_bytes(), Some(trusted), |_, _| {})
+}
+
+/// The log key the export names (what an auditor would have from the gateway).
+fn log_key(records: &[Record]) -> String {
+    match &records[0] {
+        Record::Meta {
+            log_verifier_key, ..
+        } => log_verifier_key.clone(),
+        other => panic!("no meta record first: {other:?}"),
+    }
 }
 
 fn entry_position(records: &[Record], index: u64) -> usize {
@@ -129,12 +146,18 @@ async fn an_untouched_export_verifies_on_both_backends() {
             v.root.to_vec(),
             gw.running.log.latest_checkpoint().root_hash
         );
-        // Without payloads, no personal data: the reporter's phone is nowhere in the file.
-        let text: String = records
-            .iter()
-            .map(|r| serde_json::to_string(r).unwrap())
-            .collect();
-        assert!(!text.contains("13800000000"));
+        // Without payloads, no personal data: no entry carries a payload, and the reporter's
+        // phone is in no entry's bytes.
+        for r in &records {
+            if let Record::Entry { entry, payload, .. } = r {
+                assert!(payload.is_none());
+                let bytes = B64.decode(entry).unwrap();
+                assert!(
+                    !bytes.windows(11).any(|w| w == b"13800000000"),
+                    "personal data in an entry"
+                );
+            }
+        }
         let with = exported(&gw, true).await;
         assert_eq!(check(&with).unwrap().payloads, 12);
         gw.stop().await;
@@ -237,6 +260,33 @@ async fn each_tampering_is_caught_and_named() {
         }
         other => panic!("{other:?}"),
     }
+
+    // The whole log re-signed with another key, the meta record naming that key: caught by
+    // the key the auditor trusts.
+    let trusted = log_key(&records);
+    let mut r = records.clone();
+    let forger_key = forger.verifier().to_text();
+    for rec in r.iter_mut() {
+        match rec {
+            Record::Meta {
+                log_verifier_key, ..
+            } => *log_verifier_key = forger_key.clone(),
+            Record::Checkpoint { note } => {
+                let body = Checkpoint::parse_body(note.split("\n\n").next().unwrap()).unwrap();
+                *note = forger.sign(&body);
+            }
+            _ => {}
+        }
+    }
+    assert!(matches!(
+        check_against(&r, &trusted),
+        Err(Fault::WrongLogKey { .. })
+    ));
+
+    // Every checkpoint removed: nothing vouches for the entries.
+    let mut r = records.clone();
+    r.retain(|x| !matches!(x, Record::Checkpoint { .. }));
+    assert_eq!(check(&r).unwrap_err(), Fault::NoFinalCheckpoint(12));
 
     // A payload changed.
     let mut r = records.clone();

@@ -305,9 +305,18 @@ async fn created_at_outside_the_window_is_refused_but_a_late_identical_resubmiss
     let gw =
         TestGateway::start_with(TestDb::sqlite().await, |c| c.log.replay_window_secs = 300).await;
     let signer = gw.signer("hrss-500112");
-    for skew in [-301, 301, -3600] {
+    // Near, far, and at the very ends of the range (which must neither overflow nor wrap).
+    let times = [
+        now() - 301,
+        now() + 301,
+        now() - 3600,
+        i64::MIN,
+        i64::MAX,
+        i64::MIN + now(),
+    ];
+    for created_at in times {
         let env = signer
-            .seal(header("hrss-500112", now() + skew), &lead(1))
+            .seal(header("hrss-500112", created_at), &lead(1))
             .unwrap();
         refused(
             &gw,

@@ -82,6 +82,11 @@ pub enum AuditCommand {
     Verify {
         /// The export file.
         file: PathBuf,
+        /// The log verifier key you trust (`<name>+<hash>+<key>`, from Audit.GetLogKeys or
+        /// the operator). Without it the key the export names is used, which proves only that
+        /// the export is consistent with itself.
+        #[arg(long)]
+        log_key: Option<String>,
     },
 }
 
@@ -159,7 +164,10 @@ pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error + Send + Sync
             }
             let keys = server::log_keys(&config)?;
             let (store, _) = server::open(&config).await?;
-            let mut sink: Box<dyn std::io::Write> = match &out {
+            // Written beside the target and renamed when complete: a failed export never
+            // leaves a partial file under the requested name.
+            let partial = out.as_ref().map(|p| p.with_extension("partial"));
+            let mut sink: Box<dyn std::io::Write> = match &partial {
                 Some(path) => Box::new(std::io::BufWriter::new(
                     std::fs::File::create(path)
                         .map_err(|e| format!("cannot create {}: {e}", path.display()))?,
@@ -175,6 +183,11 @@ pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error + Send + Sync
                 &mut sink,
             )
             .await?;
+            drop(sink);
+            if let (Some(partial), Some(out)) = (&partial, &out) {
+                std::fs::rename(partial, out)
+                    .map_err(|e| format!("cannot move the export to {}: {e}", out.display()))?;
+            }
             eprintln!(
                 "exported {size} entries{}{}",
                 if payloads {
@@ -187,7 +200,9 @@ pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error + Send + Sync
             );
             Ok(())
         }
-        Command::Audit(AuditCommand::Verify { file }) => verify_export(&file),
+        Command::Audit(AuditCommand::Verify { file, log_key }) => {
+            verify_export(&file, log_key.as_deref())
+        }
         Command::Config { config } => {
             let mut config = match config {
                 Some(path) => Config::load(&path)?,
@@ -253,26 +268,35 @@ fn print_dev_banner(config: &Config, running: &Running, created: bool, added: us
     );
 }
 
-fn verify_export(file: &Path) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+fn verify_export(
+    file: &Path,
+    log_key: Option<&str>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let input =
         std::fs::File::open(file).map_err(|e| format!("cannot open {}: {e}", file.display()))?;
     let bar = indicatif::ProgressBar::hidden();
-    let result = crate::ledger::export::verify(std::io::BufReader::new(input), |done, total| {
-        if done == 1 && total > 10_000 {
-            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-            bar.set_length(total);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{bar:40} {pos}/{len} entries ({per_sec}, {eta} left)",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
-        }
-        bar.set_position(done);
-    });
+    let result =
+        crate::ledger::export::verify(std::io::BufReader::new(input), log_key, |done, total| {
+            if done == 1 && total > 10_000 {
+                bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                bar.set_length(total);
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{bar:40} {pos}/{len} entries ({per_sec}, {eta} left)",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                );
+            }
+            bar.set_position(done);
+        });
     bar.finish_and_clear();
     match result {
         Ok(v) => {
+            if log_key.is_none() {
+                eprintln!(
+                    "note: checked against the log key the export names; pass --log-key with the key you trust to rule out a re-signed export"
+                );
+            }
             println!(
                 "export verified: {} entries, {} signatures, {} payloads, {} checkpoints; root {}",
                 v.entries,

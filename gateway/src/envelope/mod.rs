@@ -15,6 +15,9 @@ use wagelink_proto::v1 as pb;
 use crate::identity::{KeyRefusal, PartnerId, Registry, VerifiedPartner};
 use crate::ledger::log::{Accepted, AppendError};
 
+/// Most signatures one envelope may carry (each with its own keyid): a sender's, and relays'.
+const MAX_SIGNATURES: usize = 4;
+
 /// Longest accepted `message_id`, in bytes.
 const MAX_MESSAGE_ID: usize = 64;
 
@@ -40,6 +43,10 @@ pub enum SubmitError {
         "the envelope carries no signature; sign the header bytes (DSSE) and add the signature with its keyid"
     )]
     Unsigned,
+    #[error(
+        "the envelope carries {count} signatures; at most 4 are accepted, each with a different keyid"
+    )]
+    TooManySignatures { count: usize },
     #[error("{0}")]
     Key(KeyRefusal),
     #[error(
@@ -105,6 +112,18 @@ pub fn verify<M: Message + Name + Default>(
         .seconds;
     if envelope.signatures.is_empty() {
         return Err(SubmitError::Unsigned);
+    }
+    let mut keyids: Vec<&str> = envelope
+        .signatures
+        .iter()
+        .map(|s| s.keyid.as_str())
+        .collect();
+    keyids.sort_unstable();
+    keyids.dedup();
+    if envelope.signatures.len() > MAX_SIGNATURES || keyids.len() != envelope.signatures.len() {
+        return Err(SubmitError::TooManySignatures {
+            count: envelope.signatures.len(),
+        });
     }
     let pae = header_pae(&envelope.header);
     for signature in &envelope.signatures {

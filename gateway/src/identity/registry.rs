@@ -103,6 +103,9 @@ pub struct Registry {
     /// One token per certificate with open connections, cancelled when it stops being
     /// acceptable.
     connections: Mutex<HashMap<String, CancellationToken>>,
+    /// Reloads run one at a time, so a reload that read the store earlier can never replace
+    /// the snapshot of one that read it later (and undo a revocation).
+    reloading: tokio::sync::Mutex<()>,
 }
 
 impl Registry {
@@ -114,6 +117,7 @@ impl Registry {
             snapshot: RwLock::new(Arc::new(Snapshot::default())),
             refusals: Mutex::new(VecDeque::new()),
             connections: Mutex::new(HashMap::new()),
+            reloading: tokio::sync::Mutex::new(()),
         });
         registry.reload().await?;
         Ok(registry)
@@ -125,6 +129,7 @@ impl Registry {
 
     /// Re-reads partners and certificates from the store.
     pub async fn reload(&self) -> Result<(), StoreError> {
+        let _one_at_a_time = self.reloading.lock().await;
         let partners = self.store.partners().await?;
         let certificates = self.store.certificates().await?;
         let signing_keys = certificates

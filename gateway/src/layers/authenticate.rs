@@ -38,14 +38,12 @@ impl Policy for Authenticate {
                 Ok(())
             }
             Err(refusal) => {
-                let status = match &refusal {
-                    Refusal::Suspended { .. } => Status::permission_denied(format!(
-                        "{refusal}; calls are refused until then"
-                    )),
-                    _ => Status::unauthenticated(format!(
-                        "{refusal}; reconnect with a valid registered certificate"
-                    )),
-                };
+                // Every refusal here is about the caller's credentials (revoked, expired,
+                // suspended): UNAUTHENTICATED, as the contract documents.
+                let status = Status::unauthenticated(match &refusal {
+                    Refusal::Suspended { .. } => format!("{refusal}; calls are refused until then"),
+                    _ => format!("{refusal}; reconnect with a valid registered certificate"),
+                });
                 self.registry.record_refusal(refusal);
                 Err(status)
             }
@@ -122,7 +120,7 @@ mod tests {
             .await
             .unwrap();
         let status = policy.admit(&mut request(Some(&facts.sha256))).unwrap_err();
-        assert_eq!(status.code(), tonic::Code::PermissionDenied);
+        assert_eq!(status.code(), tonic::Code::Unauthenticated);
         assert!(
             status.message().contains("suspended"),
             "{}",

@@ -66,6 +66,14 @@ pub enum Fault {
     NoMeta,
     #[error("the log verifier key in the meta record is unusable: {0}")]
     BadLogKey(String),
+    #[error(
+        "the export's log key {found} is not the expected key {expected}: it was not signed by the log you trust"
+    )]
+    WrongLogKey { expected: String, found: String },
+    #[error(
+        "no signed checkpoint covers the export's {0} entries: the end of the export is not vouched for"
+    )]
+    NoFinalCheckpoint(u64),
     #[error("certificate {sha256}: its DER hashes to {actual}, not to its name")]
     CertificateDigest { sha256: String, actual: String },
     #[error("entry {expected} is missing: the next entry in the export is {found}")]
@@ -157,8 +165,14 @@ fn b64(line: usize, what: &str, text: &str) -> Result<Vec<u8>, Fault> {
     })
 }
 
-/// Verifies an export read from `input`; `progress` is told each entry checked.
-pub fn verify(input: impl BufRead, mut progress: impl FnMut(u64, u64)) -> Result<Verified, Fault> {
+/// Verifies an export read from `input` against the log key the auditor trusts (`None`: the
+/// key the export itself names — then only the export's self-consistency is proven);
+/// `progress` is told each entry checked.
+pub fn verify(
+    input: impl BufRead,
+    trusted_key: Option<&str>,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<Verified, Fault> {
     let mut lines = input.lines().enumerate();
     let mut next_record = || -> Result<Option<(usize, Record)>, Fault> {
         for (i, line) in lines.by_ref() {
@@ -185,9 +199,19 @@ pub fn verify(input: impl BufRead, mut progress: impl FnMut(u64, u64)) -> Result
     else {
         return Err(Fault::NoMeta);
     };
+    if let Some(expected) = trusted_key
+        && expected.trim() != log_verifier_key.trim()
+    {
+        return Err(Fault::WrongLogKey {
+            expected: expected.trim().to_owned(),
+            found: log_verifier_key,
+        });
+    }
     let verifier =
         Verifier::parse(&log_verifier_key).map_err(|e| Fault::BadLogKey(e.to_string()))?;
-    let mut keys: HashMap<String, PublicKey> = HashMap::new();
+    // keyid → (key, partner the certificate belongs to)
+    let mut keys: HashMap<String, (PublicKey, String)> = HashMap::new();
+    let mut final_checkpoint = tree_size == 0;
     let mut tree = Tree::new();
     let mut done = Verified {
         entries: 0,
@@ -205,7 +229,9 @@ pub fn verify(input: impl BufRead, mut progress: impl FnMut(u64, u64)) -> Result
                 });
             }
             Record::Certificate {
-                sha256: name, der, ..
+                sha256: name,
+                der,
+                partner_id,
             } => {
                 let der = b64(line, "der", &der)?;
                 let actual = keyid(&der);
@@ -216,7 +242,7 @@ pub fn verify(input: impl BufRead, mut progress: impl FnMut(u64, u64)) -> Result
                     });
                 }
                 if let Ok(key) = PublicKey::from_certificate(&der) {
-                    keys.insert(name, key);
+                    keys.insert(name, (key, partner_id));
                 }
             }
             Record::Entry {
@@ -270,6 +296,7 @@ pub fn verify(input: impl BufRead, mut progress: impl FnMut(u64, u64)) -> Result
                     )));
                 }
                 done.checkpoints += 1;
+                final_checkpoint |= checkpoint.size == tree_size;
             }
         }
     }
@@ -278,6 +305,9 @@ pub fn verify(input: impl BufRead, mut progress: impl FnMut(u64, u64)) -> Result
             found: tree.size(),
             promised: tree_size,
         });
+    }
+    if !final_checkpoint {
+        return Err(Fault::NoFinalCheckpoint(tree_size));
     }
     done.root = tree.root();
     Ok(done)
@@ -288,7 +318,7 @@ fn check_entry(
     index: u64,
     entry: &[u8],
     payload: Option<&[u8]>,
-    keys: &HashMap<String, PublicKey>,
+    keys: &HashMap<String, (PublicKey, String)>,
 ) -> Result<(u64, u64), Fault> {
     let bad = |why: String| Fault::Entry { index, why };
     let body = pb::EntryBody::decode(entry)
@@ -311,12 +341,18 @@ fn check_entry(
     }
     let pae = header_pae(&header_bytes);
     for s in &signatures {
-        let key = keys.get(&s.keyid).ok_or_else(|| {
+        let (key, owner) = keys.get(&s.keyid).ok_or_else(|| {
             bad(format!(
                 "signature keyid {} is not among the exported certificates",
                 s.keyid
             ))
         })?;
+        if owner != &header.sender {
+            return Err(bad(format!(
+                "it claims sender {} but is signed with a certificate of {owner}",
+                header.sender
+            )));
+        }
         key.verify(&pae, &s.sig, &s.keyid).map_err(|_| {
             bad(format!(
                 "the signature of {} (keyid {}) does not verify over its header",

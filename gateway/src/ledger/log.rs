@@ -153,9 +153,31 @@ impl EvidenceLog {
         window: Duration,
         checkpoint_every: Duration,
     ) -> Result<Arc<Self>, StoreError> {
+        // The tree is rebuilt from the entry bytes themselves, not from stored hashes, so an entry
+        // altered in the database fails the checkpoint check below.
         let mut tree = Tree::new();
-        for leaf in store.leaf_hashes().await? {
-            tree.push(leaf);
+        loop {
+            let page = store
+                .entries(tree.size(), tree.size() + 5000, false)
+                .await?;
+            if page.is_empty() {
+                break;
+            }
+            for e in page {
+                if e.index != tree.size() {
+                    return Err(StoreError::Corrupt(format!(
+                        "the log has no entry {}",
+                        tree.size()
+                    )));
+                }
+                tree.push(leaf_hash(&e.entry));
+            }
+        }
+        if tree.size() > 0 && store.latest_checkpoint().await?.is_none() {
+            return Err(StoreError::Corrupt(
+                "the log has entries but no signed checkpoint: it was not written by a gateway"
+                    .into(),
+            ));
         }
         let stored = store.latest_checkpoint().await?;
         if let Some(c) = &stored {
@@ -267,6 +289,29 @@ fn sign_checkpoint(keys: &LogKeys, size: u64, root: Hash) -> StoredCheckpoint {
     }
 }
 
+/// Brings the in-memory tree up to `stored` entries from the store's entry bytes.
+async fn catch_up(shared: &Shared, stored: u64) -> Result<(), StoreError> {
+    let have = read(&shared.tree).size();
+    if stored < have {
+        return Err(StoreError::Corrupt(format!(
+            "the log holds {stored} entries but {have} were appended: entries were removed"
+        )));
+    }
+    if stored > have {
+        tracing::warn!(
+            have,
+            stored,
+            "the log grew outside this sequencer; catching up"
+        );
+        let entries = shared.store.entries(have, stored, false).await?;
+        let mut tree = shared.tree.write().unwrap_or_else(|e| e.into_inner());
+        for e in entries {
+            tree.push(leaf_hash(&e.entry));
+        }
+    }
+    Ok(())
+}
+
 /// Signs and stores a checkpoint of the current tree, if it grew since the last one.
 async fn checkpoint(shared: &Shared) {
     let (size, root) = {
@@ -330,7 +375,10 @@ async fn write_group(shared: &Shared, group: Vec<Append>) {
         attempt += 1;
         let result = async {
             let mut tx = shared.store.begin_ledger().await?;
-            let start = read(&shared.tree).size();
+            // The stored log is the truth: if entries were committed that the tree does not
+            // hold (a commit whose outcome was lost, another writer), take them in first.
+            let start = tx.next_index().await?;
+            catch_up(shared, start).await?;
             let (outcomes, leaves) = decide(shared, &mut tx, start, &appends).await?;
             tx.commit().await?;
             Ok::<_, StoreError>((outcomes, leaves))
@@ -408,8 +456,10 @@ async fn decide(
             });
             continue;
         }
-        let skew = a.created_at - now.seconds;
-        if skew.abs() > shared.window_secs {
+        // Saturating: a created_at at the ends of the i64 range must neither overflow nor wrap
+        // into the window.
+        let skew = a.created_at.saturating_sub(now.seconds);
+        if skew.unsigned_abs() > shared.window_secs.unsigned_abs() {
             outcomes.push(Err(AppendError::OutsideWindow {
                 skew,
                 now: now.seconds,

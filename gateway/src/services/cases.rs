@@ -114,9 +114,19 @@ impl pb::cases_server::Cases for CasesService {
             request.into_inner(),
             crate::store::now_unix(),
         )?;
-        let decision = self.route(&verified.payload)?;
-        verified.accepted.routed_to = routing(&decision);
-        verified.accepted.effects = effects(&decision, &verified.payload.region_code);
+        // A resubmission goes straight to the log, which answers with the original receipt
+        // (or ALREADY_EXISTS): today's rules or registry must not change that answer.
+        let seen = self
+            .log
+            .store()
+            .envelope_seen(me.id.as_str(), &verified.accepted.header.message_id)
+            .await
+            .map_err(super::status::store_unavailable)?;
+        if !seen {
+            let decision = self.route(&verified.payload)?;
+            verified.accepted.routed_to = routing(&decision);
+            verified.accepted.effects = effects(&decision, &verified.payload.region_code);
+        }
         let receipt = self
             .log
             .append(verified.accepted)

@@ -16,7 +16,8 @@ impl From<SubmitError> for Status {
             | SubmitError::BadMessageId(_)
             | SubmitError::PayloadDigest { .. }
             | SubmitError::WrongPayloadType { .. }
-            | SubmitError::UndecodablePayload { .. } => Status::invalid_argument(message),
+            | SubmitError::UndecodablePayload { .. }
+            | SubmitError::TooManySignatures { .. } => Status::invalid_argument(message),
             SubmitError::SenderMismatch { .. } => Status::permission_denied(message),
             SubmitError::Unsigned | SubmitError::Key(_) | SubmitError::BadSignature { .. } => {
                 Status::unauthenticated(message)

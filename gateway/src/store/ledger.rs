@@ -214,6 +214,14 @@ impl LedgerTx {
         Ok(index(cursor))
     }
 
+    /// The index the next entry must take: one past the last stored entry.
+    pub async fn next_index(&mut self) -> Result<u64, StoreError> {
+        let row = sqlx::query("SELECT COALESCE(MAX(idx) + 1, 0) AS next FROM log_entries")
+            .fetch_one(&mut *self.tx)
+            .await?;
+        Ok(index(row.try_get("next")?))
+    }
+
     /// Marks a mailbox message acknowledged.
     pub async fn acknowledge(&mut self, partner: &str, cursor: u64) -> Result<(), StoreError> {
         sqlx::query(
@@ -239,27 +247,6 @@ impl Store {
         Ok(LedgerTx {
             tx: self.pool.begin().await?,
         })
-    }
-
-    /// Every leaf hash in index order (to rebuild the tree at start).
-    pub async fn leaf_hashes(&self) -> Result<Vec<[u8; 32]>, StoreError> {
-        let rows = sqlx::query("SELECT idx, leaf_hash FROM log_entries ORDER BY idx")
-            .fetch_all(&self.pool)
-            .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for (expected, row) in rows.iter().enumerate() {
-            let idx: i64 = row.try_get("idx")?;
-            if idx as usize != expected {
-                return Err(StoreError::Corrupt(format!(
-                    "the log has no entry {expected} (next is {idx})"
-                )));
-            }
-            let hash: Vec<u8> = row.try_get("leaf_hash")?;
-            out.push(hash.try_into().map_err(|_| {
-                StoreError::Corrupt(format!("leaf hash of entry {idx} is not 32 bytes"))
-            })?);
-        }
-        Ok(out)
     }
 
     /// Entries `[start, end)`, with payloads if asked.
@@ -441,6 +428,17 @@ impl Store {
             .await?;
         row.map(|r| r.try_get("receipt").map_err(StoreError::from))
             .transpose()
+    }
+
+    /// Whether an envelope with this (sender, message_id) was accepted.
+    pub async fn envelope_seen(&self, sender: &str, message_id: &str) -> Result<bool, StoreError> {
+        let row =
+            sqlx::query("SELECT 1 AS one FROM envelopes WHERE sender = $1 AND message_id = $2")
+                .bind(sender)
+                .bind(message_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.is_some())
     }
 
     /// The state and holder of a case.
