@@ -81,6 +81,10 @@ pub async fn connect(
             &credentials.cert_pem,
             &credentials.key_pem,
         ));
+    open(address, tls).await
+}
+
+async fn open(address: &GatewayAddress, tls: ClientTlsConfig) -> Result<Channel, ClientError> {
     endpoint(address, tls)?
         .connect()
         .await
@@ -96,12 +100,9 @@ pub async fn connect_anonymous(
     address: &GatewayAddress,
     ca_pem: &[u8],
 ) -> Result<Channel, ClientError> {
-    let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca_pem));
-    endpoint(address, tls)?
-        .connect()
-        .await
-        .map_err(|source| ClientError::Connect {
-            address: address.uri.clone(),
-            source,
-        })
+    open(
+        address,
+        ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca_pem)),
+    )
+    .await
 }

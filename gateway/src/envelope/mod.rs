@@ -75,6 +75,22 @@ pub struct Verified<M> {
     pub payload: M,
 }
 
+/// Verifies the envelope of a write RPC taking payloads of type `M`, as the partner the call
+/// was authenticated as; returns that partner with the verified envelope.
+pub fn verify_request<M: Message + Name + Default>(
+    registry: &Registry,
+    request: tonic::Request<pb::SignedEnvelope>,
+) -> Result<(VerifiedPartner, Verified<M>), tonic::Status> {
+    let me = crate::layers::authenticate::partner(&request)?.clone();
+    let verified = verify::<M>(
+        registry,
+        &me,
+        request.into_inner(),
+        crate::store::now_unix(),
+    )?;
+    Ok((me, verified))
+}
+
 /// Verifies an envelope submitted by `partner` to an RPC that takes payloads of type `M`.
 pub fn verify<M: Message + Name + Default>(
     registry: &Registry,

@@ -10,7 +10,6 @@ use wagelink_proto::v1 as pb;
 
 use crate::envelope::{self, SubmitError};
 use crate::identity::{PartnerStatus, Registry};
-use crate::layers::authenticate::partner;
 use crate::ledger::log::{CaseOpening, Effect, EvidenceLog};
 use crate::routing::{Decision, Lead, Role, RuleSet};
 
@@ -107,13 +106,7 @@ impl pb::cases_server::Cases for CasesService {
         &self,
         request: Request<pb::SignedEnvelope>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
-        let me = partner(&request)?.clone();
-        let mut verified = envelope::verify::<pb::Lead>(
-            &self.registry,
-            &me,
-            request.into_inner(),
-            crate::store::now_unix(),
-        )?;
+        let (me, mut verified) = envelope::verify_request::<pb::Lead>(&self.registry, request)?;
         // A resubmission goes straight to the log, which answers with the original receipt
         // (or ALREADY_EXISTS): today's rules or registry must not change that answer.
         let seen = self

@@ -236,13 +236,8 @@ impl pb::delivery_server::Delivery for DeliveryService {
         &self,
         request: Request<pb::SignedEnvelope>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
-        let me = partner(&request)?.clone();
-        let mut verified = envelope::verify::<pb::Acknowledgement>(
-            &self.registry,
-            &me,
-            request.into_inner(),
-            crate::store::now_unix(),
-        )?;
+        let (me, mut verified) =
+            envelope::verify_request::<pb::Acknowledgement>(&self.registry, request)?;
         let ack = &verified.payload;
         let store = self.log.store();
         let (log_index, _) = store
