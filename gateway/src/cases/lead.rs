@@ -22,6 +22,16 @@ pub struct LeadError {
     pub problem: String,
 }
 
+/// A caller's text quoted in an error, cut to a readable length.
+fn quoted(text: &str) -> String {
+    const MAX: usize = 40;
+    if text.chars().count() <= MAX {
+        format!("{text:?}")
+    } else {
+        format!("{:?}…", text.chars().take(MAX).collect::<String>())
+    }
+}
+
 fn bad(field: &'static str, problem: impl Into<String>) -> LeadError {
     LeadError {
         field,
@@ -94,9 +104,12 @@ fn date(
     text: &str,
     today: jiff::civil::Date,
 ) -> Result<jiff::civil::Date, LeadError> {
-    let d: jiff::civil::Date = text
-        .parse()
-        .map_err(|_| bad(field, format!("{text:?} is not a date: use YYYY-MM-DD")))?;
+    let d: jiff::civil::Date = text.parse().map_err(|_| {
+        bad(
+            field,
+            format!("{} is not a date: use YYYY-MM-DD", quoted(text)),
+        )
+    })?;
     if d > today {
         return Err(bad(field, format!("{text} is in the future")));
     }
@@ -113,8 +126,12 @@ fn month(
         .filter(|(y, m)| y.len() == 4 && m.len() == 2)
         .and_then(|(y, m)| Some((y.parse::<i16>().ok()?, m.parse::<i8>().ok()?)))
         .filter(|(y, m)| *y >= 1990 && (1..=12).contains(m));
-    let (y, m) =
-        parsed.ok_or_else(|| bad(field, format!("{text:?} is not a month: use YYYY-MM")))?;
+    let (y, m) = parsed.ok_or_else(|| {
+        bad(
+            field,
+            format!("{} is not a month: use YYYY-MM", quoted(text)),
+        )
+    })?;
     if (y, m) > (today.year(), today.month()) {
         return Err(bad(field, format!("{text} is in the future")));
     }
@@ -157,8 +174,8 @@ pub fn validate(lead: &pb::Lead, today: jiff::civil::Date) -> Result<RegionCode,
         bad(
             "region_code",
             format!(
-                "{:?} is not in the official list of Chongqing region codes",
-                lead.region_code
+                "{} is not in the official list of Chongqing region codes",
+                quoted(&lead.region_code)
             ),
         )
     })?;
@@ -272,6 +289,17 @@ mod tests {
     #[test]
     fn a_complete_lead_passes() {
         assert_eq!(validate(&good(), today()).unwrap().as_str(), "500112");
+    }
+
+    #[test]
+    fn quoted_text_is_cut_to_a_readable_length() {
+        let lead = pb::Lead {
+            region_code: "5".repeat(100_000),
+            ..good()
+        };
+        let err = validate(&lead, today()).unwrap_err().to_string();
+        assert!(err.len() < 200, "{} bytes", err.len());
+        assert!(err.contains("…"));
     }
 
     #[test]

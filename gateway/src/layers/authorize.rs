@@ -127,7 +127,10 @@ impl Policy for Authorize {
             None if in_contract(path) => Err(Status::permission_denied(format!(
                 "{path} is not open to any partner"
             ))),
-            None => Ok(()),
+            // Not in the contract at all: nothing here may be reached, whatever is mounted.
+            None => Err(Status::unimplemented(format!(
+                "{path} is not a method of this gateway; see proto/wagelink/v1 or ask the server's reflection service"
+            ))),
         }
     }
 }
@@ -191,13 +194,22 @@ mod tests {
                     "/wagelink.v1.Audit/GetEntries",
                     get_entries_allowed.contains(&kind),
                 ),
-                // Not in the contract: left to the router, which answers UNIMPLEMENTED.
-                ("/wagelink.v1.Cases/NoSuchMethod", true),
+                // Not in the contract: refused as UNIMPLEMENTED.
+                ("/wagelink.v1.Cases/NoSuchMethod", false),
+                (
+                    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+                    false,
+                ),
             ] {
                 let result = Authorize.admit(&mut request(path, kind));
                 assert_eq!(result.is_ok(), expected, "{kind} → {path}");
                 if let Err(status) = result {
-                    assert_eq!(status.code(), tonic::Code::PermissionDenied);
+                    let expected = if path.contains("NoSuchMethod") || path.contains("v1alpha") {
+                        tonic::Code::Unimplemented
+                    } else {
+                        tonic::Code::PermissionDenied
+                    };
+                    assert_eq!(status.code(), expected, "{path}");
                 }
             }
         }
