@@ -17,19 +17,7 @@ async fn submit_leads(gw: &TestGateway, partner: &str, count: u32) {
     let signer = gw.signer(partner);
     let mut client = CasesClient::new(gw.channel_as(partner).await);
     for n in 0..count {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64;
-        let header = pb::Header {
-            message_id: uuid::Uuid::new_v4().to_string(),
-            sender: partner.into(),
-            created_at: Some(prost_types::Timestamp {
-                seconds: now,
-                nanos: 0,
-            }),
-            ..Default::default()
-        };
+        let header = wagelink_tests::header(partner);
         let lead = pb::Lead {
             channel: pb::LeadChannel::Hotline as i32,
             lead_type: pb::LeadType::Arrears as i32,

@@ -11,26 +11,7 @@ use wagelink_proto::envelope::sha256;
 use wagelink_proto::v1 as pb;
 use wagelink_proto::v1::cases_client::CasesClient;
 use wagelink_proto::v1::delivery_client::DeliveryClient;
-use wagelink_tests::{TestDb, TestGateway, each_backend};
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-fn header(sender: &str) -> pb::Header {
-    pb::Header {
-        message_id: uuid::Uuid::new_v4().to_string(),
-        sender: sender.into(),
-        created_at: Some(prost_types::Timestamp {
-            seconds: now(),
-            nanos: 0,
-        }),
-        ..Default::default()
-    }
-}
+use wagelink_tests::{TestDb, TestGateway, each_backend, header};
 
 /// The national platform submits a lead about a housing project in Yubei.
 async fn submit_housing_lead(

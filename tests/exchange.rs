@@ -14,7 +14,7 @@ use wagelink_proto::envelope::{PublicKey, Signer, header_pae, keyid, sha256};
 use wagelink_proto::v1 as pb;
 use wagelink_proto::v1::audit_client::AuditClient;
 use wagelink_proto::v1::cases_client::CasesClient;
-use wagelink_tests::{TestDb, TestGateway, each_backend};
+use wagelink_tests::{TestDb, TestGateway, each_backend, header_at as header, now};
 
 /// Proof hashes as fixed-size arrays.
 fn to_hashes(hashes: &[Vec<u8>]) -> Vec<Hash> {
@@ -22,13 +22,6 @@ fn to_hashes(hashes: &[Vec<u8>]) -> Vec<Hash> {
         .iter()
         .map(|h| h.as_slice().try_into().expect("32-byte hashes"))
         .collect()
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
 }
 
 fn lead(n: u32) -> pb::Lead {
@@ -39,18 +32,6 @@ fn lead(n: u32) -> pb::Lead {
         region_code: "500112".into(),
         amount_fen: 1_000_000 + i64::from(n),
         worker_count: 5,
-        ..Default::default()
-    }
-}
-
-fn header(sender: &str, created_at: i64) -> pb::Header {
-    pb::Header {
-        message_id: uuid::Uuid::new_v4().to_string(),
-        sender: sender.into(),
-        created_at: Some(prost_types::Timestamp {
-            seconds: created_at,
-            nanos: 0,
-        }),
         ..Default::default()
     }
 }

@@ -13,6 +13,32 @@ use wagelink_gateway::server::{self, Running};
 pub use wagelink_gateway::store::testing::{TestDb, each_backend};
 pub use wagelink_proto::envelope::Signer;
 
+/// Now, in Unix seconds.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+/// A header from `sender` with a fresh message id, created at `created_at` (Unix seconds).
+pub fn header_at(sender: &str, created_at: i64) -> wagelink_proto::v1::Header {
+    wagelink_proto::v1::Header {
+        message_id: uuid::Uuid::new_v4().to_string(),
+        sender: sender.into(),
+        created_at: Some(prost_types::Timestamp {
+            seconds: created_at,
+            nanos: 0,
+        }),
+        ..Default::default()
+    }
+}
+
+/// A header from `sender` with a fresh message id, created now.
+pub fn header(sender: &str) -> wagelink_proto::v1::Header {
+    header_at(sender, now())
+}
+
 /// A gateway running for one test.
 pub struct TestGateway {
     pub running: Running,

@@ -33,19 +33,7 @@ fn roles(routing: &[pb::Routing]) -> Vec<(String, pb::RoutingRole, String)> {
 async fn a_receipt_says_where_the_lead_went_and_why() {
     let gw = TestGateway::start(TestDb::sqlite().await).await;
     let me = "source-national-platform";
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let header = pb::Header {
-        message_id: uuid::Uuid::new_v4().to_string(),
-        sender: me.into(),
-        created_at: Some(prost_types::Timestamp {
-            seconds: now,
-            nanos: 0,
-        }),
-        ..Default::default()
-    };
+    let header = wagelink_tests::header(me);
     let env = gw.signer(me).seal(header, &housing_lead()).unwrap();
     let receipt = CasesClient::new(gw.channel_as(me).await)
         .submit_lead(env)
