@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 use wagelink_proto::v1 as pb;
 
-use crate::envelope::{self, SubmitError};
+use crate::envelope;
 use crate::identity::{PartnerStatus, Registry};
 use crate::ledger::log::{CaseOpening, Effect, EvidenceLog};
 use crate::routing::{Decision, Lead, Role, RuleSet};
@@ -120,14 +120,7 @@ impl pb::cases_server::Cases for CasesService {
             verified.accepted.routed_to = routing(&decision);
             verified.accepted.effects = effects(&decision, &verified.payload.region_code);
         }
-        let receipt = self
-            .log
-            .append(verified.accepted)
-            .await
-            .map_err(SubmitError::from)?;
-        Ok(Response::new(pb::SubmitResponse {
-            receipt: Some(receipt),
-        }))
+        super::record(&self.log, verified.accepted).await
     }
 
     async fn dry_run_route(

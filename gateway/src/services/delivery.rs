@@ -16,7 +16,7 @@ use wagelink_proto::envelope::sha256;
 use wagelink_proto::v1 as pb;
 
 use super::status::store_unavailable;
-use crate::envelope::{self, SubmitError};
+use crate::envelope;
 use crate::identity::Registry;
 use crate::layers::authenticate::partner;
 use crate::ledger::log::{Effect, EntryKind, EvidenceLog};
@@ -288,13 +288,6 @@ impl pb::delivery_server::Delivery for DeliveryService {
             partner: me.id.to_string(),
             cursor: ack.cursor,
         }];
-        let receipt = self
-            .log
-            .append(verified.accepted)
-            .await
-            .map_err(SubmitError::from)?;
-        Ok(Response::new(pb::SubmitResponse {
-            receipt: Some(receipt),
-        }))
+        super::record(&self.log, verified.accepted).await
     }
 }

@@ -10,3 +10,20 @@ pub mod convert;
 pub mod delivery;
 pub mod identity;
 pub mod status;
+
+use tonic::{Response, Status};
+use wagelink_proto::v1 as pb;
+
+use crate::envelope::SubmitError;
+use crate::ledger::log::{Accepted, EvidenceLog};
+
+/// The end of every write RPC: the durable append, answered with the gateway's receipt.
+async fn record(
+    log: &EvidenceLog,
+    accepted: Accepted,
+) -> Result<Response<pb::SubmitResponse>, Status> {
+    let receipt = log.append(accepted).await.map_err(SubmitError::from)?;
+    Ok(Response::new(pb::SubmitResponse {
+        receipt: Some(receipt),
+    }))
+}
