@@ -50,8 +50,7 @@ async fn exported(gw: &TestGateway, with_payloads: bool) -> Vec<Record> {
     let mut out = Vec::new();
     export(
         gw.running.log.store(),
-        &keys.origin,
-        &keys.log_key.verifier().to_text(),
+        keys,
         "wagelink.dev",
         with_payloads,
         &mut out,

@@ -61,9 +61,11 @@ async fn every_rpc_not_built_yet_names_its_capability() {
         assert!(status.message().contains(&method), "{}", status.message());
         checked += 1;
     }
+    // Each entry of the table covers at least one RPC.
     assert!(
-        checked >= 20,
-        "only {checked} unbuilt RPCs found in the contract"
+        checked >= UNBUILT.len(),
+        "only {checked} unbuilt RPCs found in the contract for {} table entries",
+        UNBUILT.len()
     );
     // Every entry of the unbuilt table names a service or method of the contract.
     let declared: BTreeSet<String> = methods()

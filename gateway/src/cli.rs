@@ -176,8 +176,7 @@ pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error + Send + Sync
             };
             let size = crate::ledger::export::export(
                 &store,
-                &keys.origin,
-                &keys.log_key.verifier().to_text(),
+                &keys,
                 &config.trust_domain,
                 payloads,
                 &mut sink,

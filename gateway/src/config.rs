@@ -45,6 +45,8 @@ pub struct Config {
     pub routing: RoutingConfig,
     /// Delivery to mailboxes.
     pub delivery: DeliveryConfig,
+    /// Case clocks.
+    pub cases: CasesConfig,
     /// How often (seconds) the partner registry is re-read from the database, to pick up
     /// changes made by other replicas. Changes made through this gateway apply at once.
     /// Default 5.
@@ -80,6 +82,23 @@ impl Default for DeliveryConfig {
         Self {
             redeliver_after_ms: 30_000,
             max_attempts: 10,
+        }
+    }
+}
+
+/// How case clocks are watched.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CasesConfig {
+    /// How often (milliseconds) the overdue scan looks for clocks that ran out and escalates
+    /// their cases (督办) to the leading offices. Default 60000.
+    pub overdue_scan_ms: u64,
+}
+
+impl Default for CasesConfig {
+    fn default() -> Self {
+        Self {
+            overdue_scan_ms: 60_000,
         }
     }
 }
@@ -152,6 +171,7 @@ impl Default for Config {
             log: LogConfig::default(),
             routing: RoutingConfig::default(),
             delivery: DeliveryConfig::default(),
+            cases: CasesConfig::default(),
             registry_reload_secs: 5,
         }
     }

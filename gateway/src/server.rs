@@ -245,6 +245,12 @@ pub async fn start(
         GATEWAY_ID.to_owned(),
     ))
     .max_decoding_message_size(limits.max_message_bytes);
+    tokio::spawn(crate::services::cases::overdue_scan(
+        registry.clone(),
+        log.clone(),
+        Duration::from_millis(config.cases.overdue_scan_ms.max(10)),
+        shutdown_rx.clone(),
+    ));
     let cases =
         pb::cases_server::CasesServer::new(CasesService::new(registry.clone(), log.clone(), rules))
             .max_decoding_message_size(limits.max_message_bytes);

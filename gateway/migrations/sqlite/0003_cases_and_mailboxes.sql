@@ -7,22 +7,31 @@ CREATE TABLE cases (
     region          TEXT NOT NULL,
     state           TEXT NOT NULL,
     holder          TEXT NOT NULL,
-    rule_id         TEXT NOT NULL,
-    rule_version    INTEGER NOT NULL,
-    -- clocks: the last day (YYYY-MM-DD, China time) of each period
-    sign_for_due    TEXT NOT NULL,
-    handle_due      TEXT NOT NULL,
-    feed_back_due   TEXT NOT NULL,
-    opened_at       INTEGER NOT NULL,
-    updated_at      INTEGER NOT NULL
+    -- 1 when under supervision (挂牌督办), 1 when a clock ran out
+    supervised      INTEGER NOT NULL,
+    overdue         INTEGER NOT NULL,
+    -- earliest due instant (Unix seconds) of the clocks that escalate; NULL when none runs
+    next_due_at     INTEGER,
+    -- region, employer and project of the lead, to link the same lead from another source
+    lead_key        TEXT,
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL,
+    -- the wagelink.v1.CaseView (lead without the reporter's personal data), as protobuf
+    view            BLOB NOT NULL
 );
+CREATE INDEX cases_due ON cases (next_due_at);
+CREATE INDEX cases_lead_key ON cases (lead_key);
+CREATE INDEX cases_updated ON cases (updated_at, id);
 
+-- Who may see a case: everyone who ever had a role on it (holder, co-handler, copy, source,
+-- forward target, supervisor, letter addressee). Current roles are in the view.
 CREATE TABLE case_parties (
     case_id     TEXT NOT NULL REFERENCES cases (id),
     partner_id  TEXT NOT NULL,
     role        TEXT NOT NULL,
-    PRIMARY KEY (case_id, partner_id)
+    PRIMARY KEY (case_id, partner_id, role)
 );
+CREATE INDEX case_parties_partner ON case_parties (partner_id);
 
 -- Each partner's durable mailbox: what was delivered to it, by log index, in cursor order.
 CREATE TABLE mailbox (

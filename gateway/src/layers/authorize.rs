@@ -31,6 +31,22 @@ impl Callers {
 
 use PartnerKind as K;
 
+/// Partner kinds that take steps on cases.
+const CASE_ACTORS: &[PartnerKind] = &[
+    K::Hrss,
+    K::Housing,
+    K::Transport,
+    K::Water,
+    K::Finance,
+    K::DevelopmentReform,
+    K::StateAssets,
+    K::Police,
+    K::Procuratorate,
+    K::Court,
+    K::Arbitration,
+    K::LeadingOffice,
+];
+
 /// The table: `/package.Service/Method` → who may call it. An RPC missing here is refused to
 /// everyone; RPCs not built yet are answered by the `unbuilt` layer before this one.
 pub const TABLE: &[(&str, Callers)] = &[
@@ -57,6 +73,20 @@ pub const TABLE: &[(&str, Callers)] = &[
             K::PeerGateway,
             K::Admin,
         ]),
+    ),
+    // Steps on cases and letters: the agencies that hold, co-handle, receive forwards of or
+    // supervise cases. Which step on which case is decided by the case's roles.
+    ("/wagelink.v1.Cases/ActOnCase", Callers::Only(CASE_ACTORS)),
+    ("/wagelink.v1.Cases/SendLetter", Callers::Only(CASE_ACTORS)),
+    // Case views: for everyone with a role on a case, sources included (the view decides
+    // which cases).
+    (
+        "/wagelink.v1.Cases/GetCase",
+        Callers::AllBut(&[K::Bank, K::Admin, K::PeerGateway]),
+    ),
+    (
+        "/wagelink.v1.Cases/ListCases",
+        Callers::AllBut(&[K::Bank, K::Admin, K::PeerGateway]),
     ),
     // Every partner has a mailbox; the mailbox is always the caller's own.
     ("/wagelink.v1.Delivery/Subscribe", Callers::Any),
@@ -160,6 +190,21 @@ mod tests {
     fn every_cell_of_the_table() {
         let submit_lead_refused = [K::Bank, K::Admin];
         let get_entries_allowed = [K::LeadingOffice, K::Admin];
+        let case_views_refused = [K::Bank, K::Admin, K::PeerGateway];
+        let case_actors = [
+            K::Hrss,
+            K::Housing,
+            K::Transport,
+            K::Water,
+            K::Finance,
+            K::DevelopmentReform,
+            K::StateAssets,
+            K::Police,
+            K::Procuratorate,
+            K::Court,
+            K::Arbitration,
+            K::LeadingOffice,
+        ];
         let dry_run_allowed = [
             K::LeadSource,
             K::Hrss,
@@ -183,6 +228,16 @@ mod tests {
                 (
                     "/wagelink.v1.Cases/DryRunRoute",
                     dry_run_allowed.contains(&kind),
+                ),
+                ("/wagelink.v1.Cases/ActOnCase", case_actors.contains(&kind)),
+                ("/wagelink.v1.Cases/SendLetter", case_actors.contains(&kind)),
+                (
+                    "/wagelink.v1.Cases/GetCase",
+                    !case_views_refused.contains(&kind),
+                ),
+                (
+                    "/wagelink.v1.Cases/ListCases",
+                    !case_views_refused.contains(&kind),
                 ),
                 ("/wagelink.v1.Delivery/Subscribe", true),
                 ("/wagelink.v1.Delivery/Acknowledge", true),

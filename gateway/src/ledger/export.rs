@@ -2,8 +2,9 @@
 //!
 //! An export is JSON Lines, one record per line, in this order:
 //! 1. `{"type":"meta", "version":1, "origin", "log_verifier_key", "trust_domain", "with_payloads", "tree_size"}`
-//! 2. `{"type":"certificate", "sha256", "partner_id", "der"}` for every registered certificate
-//!    (revoked ones too: signatures made before a revocation stay valid history);
+//! 2. `{"type":"certificate", "sha256", "partner_id", "der"}` for the gateway's own certificate
+//!    (partner_id `gateway`: it signs escalations) and every registered certificate (revoked
+//!    ones too: signatures made before a revocation stay valid history);
 //! 3. `{"type":"entry", "index", "entry", "payload"?, "payload_erased"}` for entries
 //!    `0..tree_size`, bytes in base64;
 //! 4. `{"type":"checkpoint", "note"}` for every checkpoint up to `tree_size`.
@@ -23,7 +24,11 @@ use thiserror::Error;
 use wagelink_proto::envelope::{PublicKey, header_pae, keyid, sha256};
 use wagelink_proto::v1 as pb;
 
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
 use super::checkpoint::{Checkpoint, Verifier};
+use super::log::LogKeys;
 use super::merkle::{Tree, leaf_hash};
 use crate::store::{Store, StoreError};
 
@@ -101,12 +106,13 @@ pub struct Verified {
 /// Writes an export of everything up to the latest checkpoint.
 pub async fn export(
     store: &Store,
-    origin: &str,
-    log_verifier_key: &str,
+    keys: &LogKeys,
     trust_domain: &str,
     with_payloads: bool,
     out: &mut dyn Write,
 ) -> Result<u64, ExportError> {
+    let origin = keys.origin.as_str();
+    let log_verifier_key = keys.log_key.verifier().to_text();
     let tree_size = store.latest_checkpoint().await?.map_or(0, |c| c.tree_size);
     let mut line = |record: &Record| -> Result<(), ExportError> {
         serde_json::to_writer(&mut *out, record).map_err(|e| ExportError::Write(e.to_string()))?;
@@ -116,11 +122,22 @@ pub async fn export(
     line(&Record::Meta {
         version: 1,
         origin: origin.to_owned(),
-        log_verifier_key: log_verifier_key.to_owned(),
+        log_verifier_key,
         trust_domain: trust_domain.to_owned(),
         with_payloads,
         tree_size,
     })?;
+    // The gateway's own certificate: it signs the steps it takes itself (escalations).
+    for der in CertificateDer::pem_slice_iter(keys.gateway_certificate_pem.as_bytes())
+        .filter_map(Result::ok)
+        .take(1)
+    {
+        line(&Record::Certificate {
+            sha256: keyid(&der),
+            partner_id: keys.gateway_id.clone(),
+            der: B64.encode(&der),
+        })?;
+    }
     for c in store.certificates().await? {
         line(&Record::Certificate {
             sha256: c.facts.sha256,

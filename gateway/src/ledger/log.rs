@@ -20,8 +20,9 @@ use wagelink_proto::v1 as pb;
 
 use super::checkpoint::{Checkpoint, LogKey};
 use super::merkle::{Hash, ProofError, Tree, leaf_hash};
+use crate::cases::machine::{self, CaseError, Opening, StepInput};
 use crate::identity::PartnerId;
-use crate::store::{LedgerTx, Store, StoreError, StoredCheckpoint};
+use crate::store::{CaseRecord, LedgerTx, Store, StoreError, StoredCheckpoint};
 
 /// Most appends grouped into one transaction.
 const MAX_GROUP: usize = 512;
@@ -72,27 +73,18 @@ pub enum EntryKind {
 }
 
 /// A change an accepted envelope makes beside the log, durable together with its entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Effect {
-    /// Opens a case (its id is given in the receipt and the entry).
-    OpenCase(CaseOpening),
+    /// Opens a case for a routed lead (its id is given in the receipt and the entry), or links
+    /// the lead to the open case of the same matter.
+    OpenCase(Box<Opening>),
+    /// A step on a case, checked against the case as it stands when logged; its routing
+    /// decides the entry's recipients.
+    Case(Box<StepInput>),
     /// Puts the envelope in this partner's mailbox.
     Deliver(String),
     /// Marks a mailbox message acknowledged.
     Acknowledge { partner: String, cursor: u64 },
-}
-
-/// A case as a lead opens it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CaseOpening {
-    pub region: String,
-    pub holder: String,
-    pub rule_id: String,
-    pub rule_version: u32,
-    /// (partner id, role name) of everyone taking part.
-    pub parties: Vec<(String, &'static str)>,
-    /// Working days to sign for, to handle and to feed back.
-    pub clocks: (u32, u32, u32),
 }
 
 /// Why an append was refused; nothing was written.
@@ -110,6 +102,9 @@ pub enum AppendError {
         "the evidence log could not record the message durably ({0}); nothing was recorded, retry the same bytes"
     )]
     Unavailable(String),
+    /// The case step was refused as the case stands.
+    #[error("{0}")]
+    Case(CaseError),
 }
 
 struct Append {
@@ -225,6 +220,47 @@ impl EvidenceLog {
         answer
             .await
             .map_err(|_| AppendError::Unavailable("the log stopped before answering".into()))?
+    }
+
+    /// An envelope of the gateway's own (an escalation when a clock runs out), signed with the
+    /// gateway's key under its id, ready to append like any partner's.
+    pub fn own<M: prost::Name>(
+        &self,
+        payload: &M,
+        subject: &str,
+        effects: Vec<Effect>,
+    ) -> Result<Accepted, AppendError> {
+        let keys = &self.shared.keys;
+        let now = now_timestamp();
+        let header = pb::Header {
+            message_id: uuid::Uuid::new_v4().to_string(),
+            sender: keys.gateway_id.clone(),
+            created_at: Some(now),
+            subject: subject.to_owned(),
+            ..Default::default()
+        };
+        let sealed = keys
+            .gateway
+            .seal(header, payload)
+            .map_err(|e| AppendError::Unavailable(format!("cannot sign: {e}")))?;
+        let header = pb::Header::decode(sealed.header.as_slice())
+            .map_err(|e| AppendError::Unavailable(format!("own header: {e}")))?;
+        let submitted_by = keys
+            .gateway_id
+            .parse()
+            .map_err(|e| AppendError::Unavailable(format!("gateway id: {e}")))?;
+        Ok(Accepted {
+            header_bytes: sealed.header,
+            header,
+            payload: sealed.payload,
+            signatures: sealed.signatures,
+            submitted_by,
+            created_at: now.seconds,
+            routed_to: Vec::new(),
+            case_id: subject.to_owned(),
+            effects,
+            kind: EntryKind::Accepted,
+        })
     }
 
     pub fn size(&self) -> u64 {
@@ -379,9 +415,9 @@ async fn write_group(shared: &Shared, group: Vec<Append>) {
             // hold (a commit whose outcome was lost, another writer), take them in first.
             let start = tx.next_index().await?;
             catch_up(shared, start).await?;
-            let (outcomes, leaves) = decide(shared, &mut tx, start, &appends).await?;
+            let decided = decide(shared, &mut tx, start, &appends).await?;
             tx.commit().await?;
-            Ok::<_, StoreError>((outcomes, leaves))
+            Ok::<_, StoreError>(decided)
         }
         .await;
         // A failed group left nothing behind, so a transient database error (a lock held by
@@ -395,11 +431,8 @@ async fn write_group(shared: &Shared, group: Vec<Append>) {
         }
     };
     match result {
-        Ok((outcomes, leaves)) => {
-            if appends
-                .iter()
-                .any(|a| a.effects.iter().any(|e| matches!(e, Effect::Deliver(_))))
-            {
+        Ok((outcomes, leaves, delivered)) => {
+            if delivered {
                 shared.deliveries.send_modify(|n| *n += 1);
             }
             {
@@ -421,16 +454,85 @@ async fn write_group(shared: &Shared, group: Vec<Append>) {
     }
 }
 
+/// What a group came to: each append's outcome, the new leaves, and whether any mailbox got a
+/// message.
+type Decided = (Vec<Outcome>, Vec<Hash>, bool);
+
+/// The case an append changes, and how.
+struct CaseChange {
+    record: CaseRecord,
+    new: bool,
+    step: machine::Step,
+}
+
+/// Applies an append's case effect (if it has one) to the case as the transaction sees it.
+async fn case_change(
+    tx: &mut LedgerTx,
+    a: &Accepted,
+    index: u64,
+    now: i64,
+) -> Result<Option<Result<CaseChange, CaseError>>, StoreError> {
+    let sender = a.submitted_by.as_str();
+    for effect in &a.effects {
+        match effect {
+            Effect::OpenCase(o) => {
+                if let Some(key) = &o.lead_key
+                    && let Some(mut record) = tx.open_case_with_key(key).await?
+                {
+                    let step = machine::link(&mut record.view, sender);
+                    record.view.updated_at = Some(prost_types::Timestamp {
+                        seconds: now,
+                        nanos: 0,
+                    });
+                    return Ok(Some(Ok(CaseChange {
+                        record,
+                        new: false,
+                        step,
+                    })));
+                }
+                let (view, step) = machine::open(o, &case_id(index), sender, now);
+                return Ok(Some(Ok(CaseChange {
+                    record: CaseRecord {
+                        view,
+                        opened_index: index,
+                        lead_key: o.lead_key.clone(),
+                    },
+                    new: true,
+                    step,
+                })));
+            }
+            Effect::Case(input) => {
+                let Some(mut record) = tx.load_case(&input.case_id).await? else {
+                    return Ok(Some(Err(CaseError::NotFound(format!(
+                        "there is no case {}",
+                        input.case_id
+                    )))));
+                };
+                return Ok(Some(
+                    machine::act(&mut record.view, input, now).map(|step| CaseChange {
+                        record,
+                        new: false,
+                        step,
+                    }),
+                ));
+            }
+            Effect::Deliver(_) | Effect::Acknowledge { .. } => {}
+        }
+    }
+    Ok(None)
+}
+
 async fn decide(
     shared: &Shared,
     tx: &mut LedgerTx,
     start: u64,
     appends: &[Accepted],
-) -> Result<(Vec<Outcome>, Vec<Hash>), StoreError> {
+) -> Result<Decided, StoreError> {
     let now = now_timestamp();
     let mut next = start;
     let mut leaves = Vec::new();
     let mut outcomes = Vec::with_capacity(appends.len());
+    let mut delivered = false;
     // (sender, message_id) → (header SHA-256, encoded receipt) of appends earlier in the group.
     let mut in_group: HashMap<(&str, &str), PriorInGroup> = HashMap::new();
     for a in appends {
@@ -468,13 +570,18 @@ async fn decide(
             continue;
         }
         let index = next;
-        let opening = a.effects.iter().find_map(|e| match e {
-            Effect::OpenCase(c) => Some(c),
-            _ => None,
-        });
-        let case_id = match opening {
-            Some(_) => case_id(index),
-            None => a.case_id.clone(),
+        // A case step is checked first: it may be refused, and it decides the routing.
+        let mut change = match case_change(tx, a, index, now.seconds).await? {
+            Some(Err(e)) => {
+                outcomes.push(Err(AppendError::Case(e)));
+                continue;
+            }
+            Some(Ok(change)) => Some(change),
+            None => None,
+        };
+        let (case_id, routed_to) = match &change {
+            Some(c) => (c.record.view.case_id.clone(), c.step.routed_to.clone()),
+            None => (a.case_id.clone(), a.routed_to.clone()),
         };
         let body = match &a.kind {
             EntryKind::Accepted => pb::entry_body::Kind::Accepted(pb::AcceptedEntry {
@@ -482,7 +589,7 @@ async fn decide(
                 signatures: a.signatures.clone(),
                 submitted_by: a.submitted_by.to_string(),
                 accepted_at: Some(now),
-                routed_to: a.routed_to.clone(),
+                routed_to: routed_to.clone(),
                 payload_sha256: a.header.payload_sha256.clone(),
                 case_id: case_id.clone(),
             }),
@@ -507,7 +614,7 @@ async fn decide(
         };
         let entry = pb::EntryBody { kind: Some(body) }.encode_to_vec();
         let leaf = leaf_hash(&entry);
-        let receipt = receipt(&shared.keys, a, &case_id, &header_sha256, index, now)
+        let receipt = receipt(&shared.keys, a, &case_id, &routed_to, &header_sha256, index, now)
             .map_err(|e| StoreError::Corrupt(format!("cannot sign a receipt: {e}")))?;
         let receipt_bytes = receipt.encode_to_vec();
         tx.insert_entry(index, &entry, &leaf, now.seconds).await?;
@@ -523,13 +630,45 @@ async fn decide(
             now.seconds,
         )
         .await?;
+        if let Some(c) = change.as_mut() {
+            c.record.view.history.push(pb::CaseEvent {
+                message_id: a.header.message_id.clone(),
+                log_index: index,
+                actor: a.submitted_by.to_string(),
+                kind: c.step.kind as i32,
+                state_before: c.step.state_before as i32,
+                state_after: c.step.state_after as i32,
+                accepted_at: Some(now),
+                header_sha256: header_sha256.clone(),
+                routed_to: routed_to.clone(),
+                summary: c.step.summary.clone(),
+            });
+            let view = &c.record.view;
+            tx.save_case(
+                &c.record,
+                c.new,
+                &c.step.parties,
+                machine::next_due(view),
+                machine::any_overdue(view),
+            )
+            .await?;
+            let mut told: Vec<&str> = Vec::new();
+            for r in &routed_to {
+                if !told.contains(&r.partner_id.as_str()) {
+                    told.push(&r.partner_id);
+                    tx.enqueue(&r.partner_id, index, now.seconds).await?;
+                    delivered = true;
+                }
+            }
+        }
         for effect in &a.effects {
             match effect {
-                Effect::OpenCase(c) => open_case(tx, c, &case_id, index, a, now.seconds).await?,
                 Effect::Deliver(partner) => {
                     tx.enqueue(partner, index, now.seconds).await?;
+                    delivered = true;
                 }
                 Effect::Acknowledge { partner, cursor } => tx.acknowledge(partner, *cursor).await?,
+                Effect::OpenCase(_) | Effect::Case(_) => {}
             }
         }
         in_group.insert(key, (header_sha256, receipt_bytes));
@@ -537,7 +676,7 @@ async fn decide(
         next += 1;
         outcomes.push(Ok(receipt));
     }
-    Ok((outcomes, leaves))
+    Ok((outcomes, leaves, delivered))
 }
 
 /// The id of the case opened by the entry at `index`: `WL-<China date>-<index>`.
@@ -548,42 +687,12 @@ fn case_id(index: u64) -> String {
     )
 }
 
-async fn open_case(
-    tx: &mut LedgerTx,
-    c: &CaseOpening,
-    id: &str,
-    index: u64,
-    a: &Accepted,
-    at: i64,
-) -> Result<(), StoreError> {
-    let calendar = crate::cases::calendar::Calendar::official();
-    let today = crate::cases::china_today();
-    let due = |days| calendar.add_working_days(today, days).to_string();
-    let (sign_for, handle, feed_back) = (due(c.clocks.0), due(c.clocks.1), due(c.clocks.2));
-    let row = crate::store::NewCaseRow {
-        id,
-        opened_index: index,
-        source: a.submitted_by.as_str(),
-        region: &c.region,
-        state: "transferred",
-        holder: &c.holder,
-        rule_id: &c.rule_id,
-        rule_version: c.rule_version,
-        sign_for_due: &sign_for,
-        handle_due: &handle,
-        feed_back_due: &feed_back,
-        at,
-    };
-    let mut parties: Vec<(String, &str)> = c.parties.clone();
-    parties.push((a.submitted_by.to_string(), "source"));
-    tx.insert_case(&row, &parties).await
-}
-
 /// The gateway's signed receipt for an accepted envelope.
 fn receipt(
     keys: &LogKeys,
     a: &Accepted,
     case_id: &str,
+    routed_to: &[pb::Routing],
     header_sha256: &[u8],
     index: u64,
     at: prost_types::Timestamp,
@@ -600,7 +709,7 @@ fn receipt(
         log_index: index,
         accepted_at: Some(at),
         case_id: case_id.to_owned(),
-        routed_to: a.routed_to.clone(),
+        routed_to: routed_to.to_vec(),
         payload_type: a.header.payload_type.clone(),
         ..Default::default()
     };

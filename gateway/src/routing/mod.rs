@@ -9,7 +9,7 @@
 
 mod rules;
 
-pub use rules::{Clocks, Lead, RuleSet, RulesError};
+pub use rules::{ClockUnit, Clocks, Lead, RuleSet, RulesError};
 
 use std::collections::BTreeSet;
 
@@ -209,7 +209,8 @@ mod tests {
             Clocks {
                 sign_for: 1,
                 handle: 10,
-                feed_back: 15
+                feed_back: 15,
+                unit: ClockUnit::WorkingDays,
             }
         );
     }

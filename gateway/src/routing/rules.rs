@@ -39,7 +39,21 @@ pub struct RulesError {
     pub reason: String,
 }
 
-/// Clocks in working days on the official calendar, from the transfer.
+/// What a clock length counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClockUnit {
+    /// Working days on the official calendar; the clock ends at 24:00 China time of its last day.
+    #[default]
+    WorkingDays,
+    /// Calendar hours.
+    Hours,
+    /// Seconds: for drills and tests of the escalation path.
+    Seconds,
+}
+
+/// Clock lengths, each counted from the step that starts it: sign for from the transfer,
+/// handle from the sign-for, feed back from the resolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Clocks {
@@ -49,6 +63,9 @@ pub struct Clocks {
     pub handle: u32,
     /// To feed the result back to the source (反馈).
     pub feed_back: u32,
+    /// What the three numbers count; working days when absent.
+    #[serde(default)]
+    pub unit: ClockUnit,
 }
 
 /// What a rule matches; an empty list or an absent value matches anything.

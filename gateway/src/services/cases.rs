@@ -1,22 +1,66 @@
-//! `wagelink.v1.Cases`. Built so far: `SubmitLead` through the signed submit path — the lead
-//! is verified, its fields checked, routed by the rules, logged with its routing and answered
-//! with a receipt that says where it went — and `DryRunRoute`. Cases and their actions come
-//! with the cases capability (the `unbuilt` layer answers them UNIMPLEMENTED until then).
+//! `wagelink.v1.Cases`: leads in (SubmitLead, routed by the rules), steps on cases
+//! (ActOnCase) and letters (SendLetter) checked by the case state machine as the log records
+//! them, case views for those with a role (GetCase, ListCases), the dry run of the routing, and
+//! the overdue scan that escalates (督办) cases whose clocks ran out.
+//!
+//! The service only gathers what the state machine cannot know itself — the registry's facts
+//! about the partners a step names, where the rules send a returned case — and hands the step to
+//! the log; the machine decides inside the append transaction.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use prost::Message;
 use tonic::{Request, Response, Status};
+use wagelink_proto::envelope::sha256;
 use wagelink_proto::v1 as pb;
 
+use super::status::store_unavailable;
+use crate::cases::machine::{self, Actor, Facts, Input, Opening, Reroute, StepInput};
 use crate::envelope;
-use crate::identity::{PartnerStatus, Registry};
-use crate::ledger::log::{CaseOpening, Effect, EvidenceLog};
+use crate::identity::{PartnerId, PartnerKind, PartnerStatus, RegionCode, Registry, VerifiedPartner};
+use crate::ledger::log::{AppendError, Effect, EvidenceLog};
 use crate::routing::{Decision, Lead, Role, RuleSet};
+use crate::store::{CaseFilter, CaseRecord};
 
 pub struct CasesService {
     registry: Arc<Registry>,
     log: Arc<EvidenceLog>,
     rules: Arc<RuleSet>,
+}
+
+/// The kind of an active registered partner.
+fn active_kind(registry: &Registry, id: &str) -> Option<PartnerKind> {
+    id.parse::<PartnerId>()
+        .ok()
+        .and_then(|id| registry.partner(&id))
+        .filter(|p| p.status == PartnerStatus::Active)
+        .map(|p| p.kind)
+}
+
+/// The leading offices of a region, most local first: the district's (where registered) and
+/// the city's.
+fn leading_offices(registry: &Registry, region: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for id in [
+        format!("leading-office-{region}"),
+        format!("leading-office-{}", RegionCode::CITY),
+    ] {
+        if active_kind(registry, &id) == Some(PartnerKind::LeadingOffice) && !out.contains(&id) {
+            out.push(id);
+        }
+    }
+    out
+}
+
+fn actor(me: &VerifiedPartner) -> Actor {
+    Actor {
+        id: me.id.to_string(),
+        kind: Some(me.kind),
+        jurisdiction: me.jurisdiction.clone(),
+    }
 }
 
 impl CasesService {
@@ -28,19 +72,320 @@ impl CasesService {
         }
     }
 
+    fn is_active(&self, id: &str) -> bool {
+        active_kind(&self.registry, id).is_some()
+    }
+
     /// Checks a lead and decides where it goes.
     fn route(&self, lead: &pb::Lead) -> Result<Decision, Status> {
         crate::cases::lead::validate(lead, crate::cases::china_today())
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let registry = &self.registry;
         self.rules
-            .route(&Lead::from_proto(lead), |id| {
-                id.parse()
-                    .ok()
-                    .and_then(|id| registry.partner(&id))
-                    .is_some_and(|p| p.status == PartnerStatus::Active)
-            })
+            .route(&Lead::from_proto(lead), |id| self.is_active(id))
             .map_err(|e| Status::failed_precondition(e.to_string()))
+    }
+
+    /// Where a case returned by its holder goes now: the rules again, without the partners that
+    /// returned it; for a case outside the region, in the region of the handler the returner
+    /// names (the rules still decide who handles it there).
+    fn reroute(&self, case: &CaseRecord, returner: &str, r: &pb::case_action::Return) -> Option<Reroute> {
+        let mut excluded: Vec<String> = case
+            .view
+            .history
+            .iter()
+            .filter(|e| e.kind == pb::CaseEventKind::Return as i32)
+            .map(|e| e.actor.clone())
+            .collect();
+        excluded.push(returner.to_owned());
+        let mut lead = case.view.lead.clone().unwrap_or_default();
+        if r.reason == pb::ReturnReason::OutsideRegion as i32 && !r.suggested_handler.is_empty() {
+            let region = r
+                .suggested_handler
+                .parse::<PartnerId>()
+                .ok()
+                .and_then(|id| self.registry.partner(&id))
+                .filter(|p| p.status == PartnerStatus::Active)
+                .and_then(|p| {
+                    let regions: Vec<_> = p.jurisdiction.regions.iter().collect();
+                    (regions.len() == 1 && !regions[0].is_city())
+                        .then(|| regions[0].as_str().to_owned())
+                });
+            if let Some(region) = region {
+                lead.region_code = region;
+            }
+        }
+        let d = self
+            .rules
+            .route(&Lead::from_proto(&lead), |id| {
+                self.is_active(id) && !excluded.iter().any(|x| x == id)
+            })
+            .ok()?;
+        Some(Reroute {
+            handler: d.handler.clone(),
+            region: lead.region_code.clone(),
+            routing: routing(&d),
+            clocks: d.clocks,
+            rule_id: d.rule_id.clone(),
+            rule_version: d.version,
+        })
+    }
+
+    async fn load(&self, case_id: &str) -> Result<CaseRecord, Status> {
+        if case_id.is_empty() {
+            return Err(Status::invalid_argument("case_id is required"));
+        }
+        self.log
+            .store()
+            .case(case_id)
+            .await
+            .map_err(store_unavailable)?
+            .ok_or_else(|| Status::not_found(format!("there is no case {case_id}")))
+    }
+
+    /// Whether a partner may see a case: it had a role on it, or oversees its region.
+    async fn visible(&self, case: &CaseRecord, me: &VerifiedPartner) -> Result<bool, Status> {
+        if machine::oversees(&case.view, &actor(me)) {
+            return Ok(true);
+        }
+        self.log
+            .store()
+            .is_party(&case.view.case_id, me.id.as_str())
+            .await
+            .map_err(store_unavailable)
+    }
+
+    /// The facts about other partners a step needs.
+    fn facts(&self, case: &CaseRecord, me: &VerifiedPartner, input: &Input) -> Facts {
+        let region = case.view.region_code.as_str();
+        let mut facts = Facts {
+            leading_offices: leading_offices(&self.registry, region),
+            ..Facts::default()
+        };
+        use pb::case_action::Action as A;
+        match input {
+            Input::Action(a) => match &a.action {
+                Some(A::Forward(f)) => facts.target_kind = active_kind(&self.registry, &f.to_partner),
+                Some(A::Transfer(t)) => {
+                    facts.target_kind = active_kind(&self.registry, &t.to_partner)
+                }
+                Some(A::ReturnCase(r)) if case.view.holder == me.id.as_str() => {
+                    facts.reroute = self.reroute(case, me.id.as_str(), r);
+                }
+                Some(A::Sanction(_)) => {
+                    for id in [
+                        format!("development-reform-{region}"),
+                        format!("development-reform-{}", RegionCode::CITY),
+                    ] {
+                        if self.is_active(&id) && !facts.sanction_notify.contains(&id) {
+                            facts.sanction_notify.push(id);
+                        }
+                    }
+                }
+                _ => {}
+            },
+            Input::Letter(l) => facts.target_kind = active_kind(&self.registry, &l.to_partner),
+        }
+        facts
+    }
+
+    /// The common path of ActOnCase and SendLetter: load the case, gather facts, log the step.
+    async fn step(
+        &self,
+        me: VerifiedPartner,
+        mut accepted: crate::ledger::log::Accepted,
+        case_id: String,
+        input: Input,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
+        if !accepted.header.subject.is_empty() && accepted.header.subject != case_id {
+            return Err(Status::invalid_argument(format!(
+                "Header.subject is {:?} but the payload's case_id is {case_id:?}; they must match (or leave subject empty)",
+                accepted.header.subject
+            )));
+        }
+        // A resubmission goes straight to the log, which answers with the original receipt.
+        let seen = self
+            .log
+            .store()
+            .envelope_seen(me.id.as_str(), &accepted.header.message_id)
+            .await
+            .map_err(store_unavailable)?;
+        if !seen {
+            let case = self.load(&case_id).await?;
+            let facts = self.facts(&case, &me, &input);
+            accepted.case_id = case_id.clone();
+            accepted.effects = vec![Effect::Case(Box::new(StepInput {
+                case_id,
+                actor: actor(&me),
+                input,
+                in_reply_to: accepted.header.in_reply_to.clone(),
+                facts,
+            }))];
+        }
+        super::record(&self.log, accepted).await
+    }
+
+    /// The case as `me` may see it: the reporter's personal data only for the holder and the
+    /// source that submitted it.
+    async fn view_for(&self, case: CaseRecord, me: &VerifiedPartner) -> Result<pb::CaseView, Status> {
+        let who = actor(me);
+        let mut view = case.view;
+        view.my_roles = machine::roles(&view, &who)
+            .into_iter()
+            .map(|r| r as i32)
+            .collect();
+        if view.holder == me.id.as_str() || view.source == me.id.as_str() {
+            let stored = self
+                .log
+                .store()
+                .entries(case.opened_index, case.opened_index + 1, true)
+                .await
+                .map_err(store_unavailable)?;
+            if let Some(full) = stored
+                .into_iter()
+                .next()
+                .and_then(|e| e.payload)
+                .and_then(|p| pb::Lead::decode(p.as_slice()).ok())
+                && let Some(lead) = view.lead.as_mut()
+            {
+                lead.reporter_name = full.reporter_name;
+                lead.reporter_id_number = full.reporter_id_number;
+                lead.reporter_phone = full.reporter_phone;
+            }
+        }
+        Ok(view)
+    }
+}
+
+/// The lead without the reporter's personal data, as cases keep it.
+fn without_personal_data(lead: &pb::Lead) -> pb::Lead {
+    pb::Lead {
+        reporter_name: String::new(),
+        reporter_id_number: String::new(),
+        reporter_phone: String::new(),
+        ..lead.clone()
+    }
+}
+
+/// Escalates (督办) cases whose clocks ran out, every `every`, until shutdown. Each escalation
+/// is an envelope the gateway signs itself, logged like any step.
+pub async fn overdue_scan(
+    registry: Arc<Registry>,
+    log: Arc<EvidenceLog>,
+    every: Duration,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = crate::server::stopped(shutdown.clone()) => return,
+        }
+        let now = crate::store::now_unix();
+        let due = match log.store().due_cases(now, 200).await {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::warn!(error = %e, "the overdue scan could not read cases; retrying next tick");
+                continue;
+            }
+        };
+        for case_id in due {
+            if let Err(e) = escalate(&registry, &log, &case_id, now).await {
+                tracing::warn!(case_id = %case_id, error = %e, "escalating an overdue case failed; retrying next tick");
+            }
+        }
+    }
+}
+
+async fn escalate(
+    registry: &Registry,
+    log: &EvidenceLog,
+    case_id: &str,
+    now: i64,
+) -> Result<(), String> {
+    let Some(case) = log.store().case(case_id).await.map_err(|e| e.to_string())? else {
+        return Ok(());
+    };
+    let Some(overdue) = case.view.deadlines.iter().find(|d| {
+        d.met_at.is_none() && !d.overdue && d.due_at.as_ref().is_some_and(|t| t.seconds <= now)
+    }) else {
+        return Ok(());
+    };
+    let offices = leading_offices(registry, &case.view.region_code);
+    let action = pb::CaseAction {
+        case_id: case_id.to_owned(),
+        action: Some(pb::case_action::Action::Escalate(
+            pb::case_action::Escalate {
+                overdue_clock: overdue.kind,
+                overdue_partner: overdue.partner_id.clone(),
+                supervisor: offices.first().cloned().unwrap_or_default(),
+            },
+        )),
+    };
+    let input = StepInput {
+        case_id: case_id.to_owned(),
+        actor: Actor {
+            id: crate::server::GATEWAY_ID.to_owned(),
+            kind: None,
+            jurisdiction: Default::default(),
+        },
+        input: Input::Action(action.clone()),
+        in_reply_to: String::new(),
+        facts: Facts {
+            leading_offices: offices,
+            ..Facts::default()
+        },
+    };
+    let accepted = log
+        .own(&action, case_id, vec![Effect::Case(Box::new(input))])
+        .map_err(|e| e.to_string())?;
+    match log.append(accepted).await {
+        Ok(_) => {
+            tracing::info!(case_id = %case_id, "case escalated to the leading office: a clock ran out");
+            Ok(())
+        }
+        // Another step met the clock first: nothing to escalate.
+        Err(AppendError::Case(_)) => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// `ListCases` page tokens: the last (updated_at, id) of a page, bound to the filters.
+fn page_token(updated_at: i64, id: &str, filters: &[u8]) -> String {
+    let digest = hex::encode(&sha256(filters)[..8]);
+    B64.encode(format!("{updated_at}|{id}|{digest}"))
+}
+
+fn parse_page_token(token: &str, filters: &[u8]) -> Option<(i64, String)> {
+    let text = String::from_utf8(B64.decode(token).ok()?).ok()?;
+    let mut parts = text.splitn(3, '|');
+    let at = parts.next()?.parse().ok()?;
+    let id = parts.next()?.to_owned();
+    (parts.next()? == hex::encode(&sha256(filters)[..8])).then_some((at, id))
+}
+
+fn summary(view: &pb::CaseView, who: &Actor) -> pb::CaseSummary {
+    let lead = view.lead.clone().unwrap_or_default();
+    pb::CaseSummary {
+        case_id: view.case_id.clone(),
+        state: view.state,
+        holder: view.holder.clone(),
+        region_code: view.region_code.clone(),
+        lead_type: lead.lead_type,
+        channel: lead.channel,
+        project_name: lead.project_name,
+        employer_name: lead.employer_name,
+        amount_fen: lead.amount_fen,
+        worker_count: lead.worker_count,
+        created_at: view.created_at,
+        updated_at: view.updated_at,
+        next_due_at: machine::next_due(view).map(super::convert::timestamp),
+        overdue: machine::any_overdue(view),
+        supervised: view.supervised,
+        my_roles: machine::roles(view, who)
+            .into_iter()
+            .map(|r| r as i32)
+            .collect(),
     }
 }
 
@@ -67,39 +412,6 @@ fn routing(decision: &Decision) -> Vec<pb::Routing> {
         .collect()
 }
 
-/// A routed lead opens a case held by its handler and reaches every recipient's mailbox.
-fn effects(decision: &Decision, region: &str) -> Vec<Effect> {
-    let role_name = |r: Role| match r {
-        Role::Handler => "handler",
-        Role::CoHandler => "co-handler",
-        Role::Copy => "copy",
-        Role::Supervisor => "supervisor",
-    };
-    let mut effects = vec![Effect::OpenCase(CaseOpening {
-        region: region.to_owned(),
-        holder: decision.handler.clone(),
-        rule_id: decision.rule_id.clone(),
-        rule_version: decision.version,
-        parties: decision
-            .recipients
-            .iter()
-            .map(|r| (r.partner.clone(), role_name(r.role)))
-            .collect(),
-        clocks: (
-            decision.clocks.sign_for,
-            decision.clocks.handle,
-            decision.clocks.feed_back,
-        ),
-    })];
-    effects.extend(
-        decision
-            .recipients
-            .iter()
-            .map(|r| Effect::Deliver(r.partner.clone())),
-    );
-    effects
-}
-
 #[tonic::async_trait]
 impl pb::cases_server::Cases for CasesService {
     async fn submit_lead(
@@ -114,11 +426,20 @@ impl pb::cases_server::Cases for CasesService {
             .store()
             .envelope_seen(me.id.as_str(), &verified.accepted.header.message_id)
             .await
-            .map_err(super::status::store_unavailable)?;
+            .map_err(store_unavailable)?;
         if !seen {
             let decision = self.route(&verified.payload)?;
+            let lead = &verified.payload;
             verified.accepted.routed_to = routing(&decision);
-            verified.accepted.effects = effects(&decision, &verified.payload.region_code);
+            verified.accepted.effects = vec![Effect::OpenCase(Box::new(Opening {
+                lead: without_personal_data(lead),
+                holder: decision.handler.clone(),
+                routing: routing(&decision),
+                clocks: decision.clocks,
+                rule_id: decision.rule_id.clone(),
+                rule_version: decision.version,
+                lead_key: machine::lead_key(lead),
+            }))];
         }
         super::record(&self.log, verified.accepted).await
     }
@@ -138,26 +459,171 @@ impl pb::cases_server::Cases for CasesService {
             .lead
             .ok_or_else(|| Status::invalid_argument("give the lead to route in `lead`"))?;
         let d = self.route(&lead)?;
-        let clock = |kind: pb::ClockKind, working_days: u32| pb::ClockSpec {
-            kind: kind as i32,
-            working_days,
-            hours: 0,
-            partner_id: d.handler.clone(),
-        };
         Ok(Response::new(pb::DryRunRouteResponse {
             handler: d.handler.clone(),
             co_handlers: d.with_role(Role::CoHandler),
             copies: d.with_role(Role::Copy),
             supervisors: d.with_role(Role::Supervisor),
-            clocks: vec![
-                clock(pb::ClockKind::SignFor, d.clocks.sign_for),
-                clock(pb::ClockKind::Handle, d.clocks.handle),
-                clock(pb::ClockKind::FeedBack, d.clocks.feed_back),
-            ],
+            clocks: machine::clock_specs(&d.clocks, &d.handler),
             rule_id: d.rule_id.clone(),
             rule_version: d.version,
             routing: routing(&d),
             explanation: d.explanation.join("\n"),
+        }))
+    }
+
+    async fn act_on_case(
+        &self,
+        request: Request<pb::SignedEnvelope>,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
+        let (me, verified) = envelope::verify_request::<pb::CaseAction>(&self.registry, request)?;
+        let case_id = verified.payload.case_id.clone();
+        if verified.payload.action.is_none() {
+            return Err(Status::invalid_argument(
+                "CaseAction has no action: set exactly one (sign_for, progress, return_case, forward, resolve, feedback, close, filing_decision, supervise, sanction, transfer)",
+            ));
+        }
+        self.step(me, verified.accepted, case_id, Input::Action(verified.payload))
+            .await
+    }
+
+    async fn send_letter(
+        &self,
+        request: Request<pb::SignedEnvelope>,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
+        let (me, verified) = envelope::verify_request::<pb::Letter>(&self.registry, request)?;
+        let letter = verified.payload;
+        if letter.to_partner.is_empty() {
+            return Err(Status::invalid_argument("Letter.to_partner is required"));
+        }
+        if verified.accepted.header.recipients != [letter.to_partner.clone()] {
+            return Err(Status::invalid_argument(format!(
+                "Header.recipients must be exactly [{:?}] (Letter.to_partner); it is {:?}",
+                letter.to_partner, verified.accepted.header.recipients
+            )));
+        }
+        let case_id = letter.case_id.clone();
+        self.step(me, verified.accepted, case_id, Input::Letter(letter))
+            .await
+    }
+
+    async fn get_case(
+        &self,
+        request: Request<pb::GetCaseRequest>,
+    ) -> Result<Response<pb::CaseView>, Status> {
+        let me = crate::layers::authenticate::partner(&request)?.clone();
+        let case = self.load(&request.into_inner().case_id).await?;
+        if !self.visible(&case, &me).await? {
+            return Err(Status::permission_denied(format!(
+                "case {} exists but {} has no role on it and does not oversee its region",
+                case.view.case_id, me.id
+            )));
+        }
+        Ok(Response::new(self.view_for(case, &me).await?))
+    }
+
+    async fn list_cases(
+        &self,
+        request: Request<pb::ListCasesRequest>,
+    ) -> Result<Response<pb::ListCasesResponse>, Status> {
+        let me = crate::layers::authenticate::partner(&request)?.clone();
+        let r = request.into_inner();
+        if r.page_size > 1000 {
+            return Err(Status::invalid_argument(format!(
+                "page_size {} is over 1000",
+                r.page_size
+            )));
+        }
+        let limit = if r.page_size == 0 { 100 } else { r.page_size };
+        let region = match r.region_code.as_str() {
+            "" => None,
+            code => {
+                let code: RegionCode = code.parse().map_err(|e| {
+                    Status::invalid_argument(format!("region_code: {e}"))
+                })?;
+                (!code.is_city()).then(|| code.as_str().to_owned())
+            }
+        };
+        let mut states = Vec::new();
+        for s in &r.states {
+            match pb::CaseState::try_from(*s) {
+                Ok(state) if state != pb::CaseState::Unspecified => {
+                    states.push(machine::state_name(state).to_owned())
+                }
+                _ => {
+                    return Err(Status::invalid_argument(format!(
+                        "states: {s} is not a case state"
+                    )));
+                }
+            }
+        }
+        let role = match pb::CaseRole::try_from(r.role).unwrap_or_default() {
+            pb::CaseRole::Unspecified => None,
+            pb::CaseRole::Holder => Some("holder"),
+            pb::CaseRole::CoHandler => Some("co-handler"),
+            pb::CaseRole::Copy => Some("copy"),
+            pb::CaseRole::Source => Some("source"),
+            pb::CaseRole::ForwardTarget => Some("forward-target"),
+            pb::CaseRole::Supervisor => Some("supervisor"),
+            pb::CaseRole::Oversight => Some("oversight"),
+        };
+        let filters = pb::ListCasesRequest {
+            page_size: 0,
+            page_token: String::new(),
+            ..r.clone()
+        }
+        .encode_to_vec();
+        let after = if r.page_token.is_empty() {
+            None
+        } else {
+            Some(parse_page_token(&r.page_token, &filters).ok_or_else(|| {
+                Status::invalid_argument(
+                    "page_token was not returned by a previous ListCases call with these filters; start again with an empty page_token",
+                )
+            })?)
+        };
+        let oversight = me.kind == PartnerKind::LeadingOffice;
+        let filter = CaseFilter {
+            partner: me.id.to_string(),
+            oversight_all: oversight && me.jurisdiction.regions.iter().any(|r| r.is_city()),
+            oversight: if oversight {
+                me.jurisdiction
+                    .regions
+                    .iter()
+                    .map(|r| r.as_str().to_owned())
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            role,
+            states,
+            region,
+            overdue_only: r.overdue_only,
+            supervised_only: r.supervised_only,
+            updated_since: r.updated_since.map(|t| t.seconds),
+            after,
+            limit: limit + 1,
+        };
+        let mut found = self
+            .log
+            .store()
+            .list_cases(&filter)
+            .await
+            .map_err(store_unavailable)?;
+        let more = found.len() > limit as usize;
+        found.truncate(limit as usize);
+        let who = actor(&me);
+        let next_page_token = match (more, found.last()) {
+            (true, Some(last)) => page_token(
+                last.view.updated_at.map_or(0, |t| t.seconds),
+                &last.view.case_id,
+                &filters,
+            ),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListCasesResponse {
+            cases: found.iter().map(|c| summary(&c.view, &who)).collect(),
+            next_page_token,
         }))
     }
 }

@@ -2,6 +2,7 @@
 
 use tonic::Status;
 
+use crate::cases::machine::CaseError;
 use crate::envelope::SubmitError;
 use crate::ledger::log::AppendError;
 use crate::ledger::merkle::ProofError;
@@ -27,6 +28,19 @@ impl From<SubmitError> for Status {
                 Status::invalid_argument(message)
             }
             SubmitError::Append(AppendError::Unavailable(_)) => Status::unavailable(message),
+            SubmitError::Append(AppendError::Case(e)) => e.into(),
+        }
+    }
+}
+
+impl From<CaseError> for Status {
+    fn from(e: CaseError) -> Self {
+        let message = e.to_string();
+        match e {
+            CaseError::NotFound(_) => Status::not_found(message),
+            CaseError::PermissionDenied(_) => Status::permission_denied(message),
+            CaseError::FailedPrecondition(_) => Status::failed_precondition(message),
+            CaseError::InvalidArgument(_) => Status::invalid_argument(message),
         }
     }
 }

@@ -33,23 +33,6 @@ pub struct StoredCheckpoint {
     pub signed_at: i64,
 }
 
-/// A case as it is opened.
-#[derive(Debug, Clone)]
-pub struct NewCaseRow<'a> {
-    pub id: &'a str,
-    pub opened_index: u64,
-    pub source: &'a str,
-    pub region: &'a str,
-    pub state: &'a str,
-    pub holder: &'a str,
-    pub rule_id: &'a str,
-    pub rule_version: u32,
-    pub sign_for_due: &'a str,
-    pub handle_due: &'a str,
-    pub feed_back_due: &'a str,
-    pub at: i64,
-}
-
 /// One message in a mailbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MailboxRow {
@@ -61,10 +44,10 @@ pub struct MailboxRow {
 
 /// An open append transaction.
 pub struct LedgerTx {
-    tx: Transaction<'static, Any>,
+    pub(super) tx: Transaction<'static, Any>,
 }
 
-fn index(i: i64) -> u64 {
+pub(super) fn index(i: i64) -> u64 {
     i.max(0) as u64
 }
 
@@ -147,44 +130,6 @@ impl LedgerTx {
         .bind(at)
         .execute(&mut *self.tx)
         .await?;
-        Ok(())
-    }
-
-    /// Opens a case with its parties (partner id, role).
-    #[allow(clippy::too_many_arguments)]
-    pub async fn insert_case(
-        &mut self,
-        case: &NewCaseRow<'_>,
-        parties: &[(String, &str)],
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO cases (id, opened_index, source, region, state, holder, rule_id, rule_version, \
-             sign_for_due, handle_due, feed_back_due, opened_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-        )
-        .bind(case.id)
-        .bind(case.opened_index as i64)
-        .bind(case.source)
-        .bind(case.region)
-        .bind(case.state)
-        .bind(case.holder)
-        .bind(case.rule_id)
-        .bind(i64::from(case.rule_version))
-        .bind(case.sign_for_due)
-        .bind(case.handle_due)
-        .bind(case.feed_back_due)
-        .bind(case.at)
-        .bind(case.at)
-        .execute(&mut *self.tx)
-        .await?;
-        for (partner, role) in parties {
-            sqlx::query("INSERT INTO case_parties (case_id, partner_id, role) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-                .bind(case.id)
-                .bind(partner)
-                .bind(*role)
-                .execute(&mut *self.tx)
-                .await?;
-        }
         Ok(())
     }
 
@@ -439,15 +384,5 @@ impl Store {
                 .fetch_optional(&self.pool)
                 .await?;
         Ok(row.is_some())
-    }
-
-    /// The state and holder of a case.
-    pub async fn case_state(&self, id: &str) -> Result<Option<(String, String)>, StoreError> {
-        let row = sqlx::query("SELECT state, holder FROM cases WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| Ok((r.try_get("state")?, r.try_get("holder")?)))
-            .transpose()
     }
 }

@@ -6,6 +6,7 @@
 //!
 //! Domain types go in and come out; no sqlx type leaves this module.
 
+mod cases;
 mod ledger;
 mod partners;
 pub mod testing;
@@ -19,7 +20,8 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor};
 use thiserror::Error;
 
-pub use ledger::{LedgerTx, MailboxRow, NewCaseRow, PriorEnvelope, StoredCheckpoint, StoredEntry};
+pub use cases::{CaseFilter, CaseRecord};
+pub use ledger::{LedgerTx, MailboxRow, PriorEnvelope, StoredCheckpoint, StoredEntry};
 pub use partners::{CertificateRecord, CertificateStatus};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
