@@ -30,9 +30,7 @@ pub fn end_of_day(date: Date) -> i64 {
 /// When a clock of `amount` `unit`s started at `start` (Unix seconds) runs out.
 pub fn due_at(calendar: &Calendar, start: i64, amount: u32, unit: ClockUnit) -> i64 {
     match unit {
-        ClockUnit::WorkingDays => {
-            end_of_day(calendar.add_working_days(china_date(start), amount))
-        }
+        ClockUnit::WorkingDays => end_of_day(calendar.add_working_days(china_date(start), amount)),
         ClockUnit::Hours => start.saturating_add(i64::from(amount) * 3600),
         ClockUnit::Seconds => start.saturating_add(i64::from(amount)),
     }

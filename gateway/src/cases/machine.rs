@@ -679,13 +679,7 @@ fn apply(
             if is_holder && eff == S::Transferred {
                 meet(view, &[pb::ClockKind::SignFor], Some(me), now);
                 let rule = rule_of(view);
-                start_clock(
-                    view,
-                    pb::ClockKind::Handle,
-                    me,
-                    now,
-                    (&rule.0, rule.1),
-                );
+                start_clock(view, pb::ClockKind::Handle, me, now, (&rule.0, rule.1));
                 set_state(view, S::SignedFor);
                 Ok(step(
                     E::SignFor,
@@ -717,7 +711,12 @@ fn apply(
         A::Progress(p) => {
             let co = view.co_handlers.iter().any(|c| c == me);
             if !is_holder && !co {
-                return Err(denied(view, actor, "progress", "the holder or a co-handler"));
+                return Err(denied(
+                    view,
+                    actor,
+                    "progress",
+                    "the holder or a co-handler",
+                ));
             }
             if !matches!(eff, S::SignedFor | S::Handling | S::Forwarded) {
                 return Err(wrong_state(&id, view, "progress"));
@@ -918,7 +917,8 @@ fn apply(
                     ));
                 }
                 not_negative("forward.criminal_referral.amount_fen", c.amount_fen)?;
-                let decided = past_date("forward.criminal_referral.decided_on", &c.decided_on, now)?;
+                let decided =
+                    past_date("forward.criminal_referral.decided_on", &c.decided_on, now)?;
                 if !c.order_delivered_on.is_empty() {
                     past_date(
                         "forward.criminal_referral.order_delivered_on",
@@ -930,7 +930,14 @@ fn apply(
                 // the decision known, the hand-over is due by the end of the following day.
                 let start = end_of_day(decided) - 86_400;
                 let due = end_of_day(decided) + REFERRAL_HANDOVER_HOURS * 3600;
-                push_clock(view, pb::ClockKind::ReferralHandover, me, start, due, ("", 0));
+                push_clock(
+                    view,
+                    pb::ClockKind::ReferralHandover,
+                    me,
+                    start,
+                    due,
+                    ("", 0),
+                );
                 if let Some(d) = view.deadlines.last_mut() {
                     d.met_at = Some(ts(now));
                     d.overdue = now > due;
@@ -1085,7 +1092,8 @@ fn apply(
                 .iter()
                 .rev()
                 .find(|e| {
-                    e.kind == E::Forward as i32 && e.routed_to.first().is_some_and(|r| r.partner_id == me)
+                    e.kind == E::Forward as i32
+                        && e.routed_to.first().is_some_and(|r| r.partner_id == me)
                 })
                 .map(|e| e.message_id.clone())
                 .unwrap_or_default();
@@ -1099,7 +1107,10 @@ fn apply(
             }
             let outcome = pb::FilingOutcome::try_from(d.outcome).unwrap_or_default();
             if outcome == pb::FilingOutcome::Unspecified {
-                return Err(invalid("filing_decision.outcome", "is required (FILED or NOT_FILED)"));
+                return Err(invalid(
+                    "filing_decision.outcome",
+                    "is required (FILED or NOT_FILED)",
+                ));
             }
             if outcome == pb::FilingOutcome::NotFiled {
                 required("filing_decision.reason", &d.reason)?;
@@ -1148,7 +1159,10 @@ fn apply(
                 if pb::SupervisionCheckKind::try_from(c.kind).unwrap_or_default()
                     == pb::SupervisionCheckKind::Unspecified
                 {
-                    return Err(invalid(&format!("supervise.checks[{i}].kind"), "is required"));
+                    return Err(invalid(
+                        &format!("supervise.checks[{i}].kind"),
+                        "is required",
+                    ));
                 }
             }
             if view.checklist.is_empty() {
@@ -1163,7 +1177,14 @@ fn apply(
                 view.supervisors.push(me.to_owned());
             }
             let holder = view.holder.clone();
-            push_clock(view, pb::ClockKind::Supervision, &holder, now, end_of_day(due), ("", 0));
+            push_clock(
+                view,
+                pb::ClockKind::Supervision,
+                &holder,
+                now,
+                end_of_day(due),
+                ("", 0),
+            );
             if before != S::Escalated {
                 view.escalated_from = before as i32;
                 view.state = S::Escalated as i32;
@@ -1191,7 +1212,8 @@ fn apply(
             if matches!(eff, S::Received | S::Transferred | S::Returned) {
                 return Err(wrong_state(&id, view, "sanction"));
             }
-            if pb::SanctionKind::try_from(s.kind).unwrap_or_default() == pb::SanctionKind::Unspecified
+            if pb::SanctionKind::try_from(s.kind).unwrap_or_default()
+                == pb::SanctionKind::Unspecified
             {
                 return Err(invalid("sanction.kind", "is required"));
             }
@@ -1261,7 +1283,13 @@ fn apply(
             view.holder = t.to_partner.clone();
             view.co_handlers.retain(|p| p != &t.to_partner);
             let rule = rule_of(view);
-            start_clock(view, pb::ClockKind::SignFor, &t.to_partner, now, (&rule.0, rule.1));
+            start_clock(
+                view,
+                pb::ClockKind::SignFor,
+                &t.to_partner,
+                now,
+                (&rule.0, rule.1),
+            );
             set_state(view, S::Transferred);
             let mut routed = vec![recipient(&t.to_partner, pb::RoutingRole::Handler)];
             for r in audience(view, me) {
@@ -1459,7 +1487,10 @@ fn letter_step(
             )));
         }
         if !l.due_on.is_empty() {
-            return Err(invalid("letter.due_on", "a reply has no due date; leave it empty"));
+            return Err(invalid(
+                "letter.due_on",
+                "a reply has no due date; leave it empty",
+            ));
         }
         for d in &mut view.deadlines {
             if d.met_at.is_none()

@@ -508,13 +508,13 @@ async fn case_change(
                         input.case_id
                     )))));
                 };
-                return Ok(Some(
-                    machine::act(&mut record.view, input, now).map(|step| CaseChange {
+                return Ok(Some(machine::act(&mut record.view, input, now).map(
+                    |step| CaseChange {
                         record,
                         new: false,
                         step,
-                    }),
-                ));
+                    },
+                )));
             }
             Effect::Deliver(_) | Effect::Acknowledge { .. } => {}
         }
@@ -614,8 +614,16 @@ async fn decide(
         };
         let entry = pb::EntryBody { kind: Some(body) }.encode_to_vec();
         let leaf = leaf_hash(&entry);
-        let receipt = receipt(&shared.keys, a, &case_id, &routed_to, &header_sha256, index, now)
-            .map_err(|e| StoreError::Corrupt(format!("cannot sign a receipt: {e}")))?;
+        let receipt = receipt(
+            &shared.keys,
+            a,
+            &case_id,
+            &routed_to,
+            &header_sha256,
+            index,
+            now,
+        )
+        .map_err(|e| StoreError::Corrupt(format!("cannot sign a receipt: {e}")))?;
         let receipt_bytes = receipt.encode_to_vec();
         tx.insert_entry(index, &entry, &leaf, now.seconds).await?;
         tx.insert_payload(index, &a.header.payload_sha256, &a.payload)

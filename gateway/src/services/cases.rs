@@ -20,7 +20,9 @@ use wagelink_proto::v1 as pb;
 use super::status::store_unavailable;
 use crate::cases::machine::{self, Actor, Facts, Input, Opening, Reroute, StepInput};
 use crate::envelope;
-use crate::identity::{PartnerId, PartnerKind, PartnerStatus, RegionCode, Registry, VerifiedPartner};
+use crate::identity::{
+    PartnerId, PartnerKind, PartnerStatus, RegionCode, Registry, VerifiedPartner,
+};
 use crate::ledger::log::{AppendError, Effect, EvidenceLog};
 use crate::routing::{Decision, Lead, Role, RuleSet};
 use crate::store::{CaseFilter, CaseRecord};
@@ -88,7 +90,12 @@ impl CasesService {
     /// Where a case returned by its holder goes now: the rules again, without the partners that
     /// returned it; for a case outside the region, in the region of the handler the returner
     /// names (the rules still decide who handles it there).
-    fn reroute(&self, case: &CaseRecord, returner: &str, r: &pb::case_action::Return) -> Option<Reroute> {
+    fn reroute(
+        &self,
+        case: &CaseRecord,
+        returner: &str,
+        r: &pb::case_action::Return,
+    ) -> Option<Reroute> {
         let mut excluded: Vec<String> = case
             .view
             .history
@@ -164,7 +171,9 @@ impl CasesService {
         use pb::case_action::Action as A;
         match input {
             Input::Action(a) => match &a.action {
-                Some(A::Forward(f)) => facts.target_kind = active_kind(&self.registry, &f.to_partner),
+                Some(A::Forward(f)) => {
+                    facts.target_kind = active_kind(&self.registry, &f.to_partner)
+                }
                 Some(A::Transfer(t)) => {
                     facts.target_kind = active_kind(&self.registry, &t.to_partner)
                 }
@@ -226,7 +235,11 @@ impl CasesService {
 
     /// The case as `me` may see it: the reporter's personal data only for the holder and the
     /// source that submitted it.
-    async fn view_for(&self, case: CaseRecord, me: &VerifiedPartner) -> Result<pb::CaseView, Status> {
+    async fn view_for(
+        &self,
+        case: CaseRecord,
+        me: &VerifiedPartner,
+    ) -> Result<pb::CaseView, Status> {
         let who = actor(me);
         let mut view = case.view;
         view.my_roles = machine::roles(&view, &who)
@@ -483,8 +496,13 @@ impl pb::cases_server::Cases for CasesService {
                 "CaseAction has no action: set exactly one (sign_for, progress, return_case, forward, resolve, feedback, close, filing_decision, supervise, sanction, transfer)",
             ));
         }
-        self.step(me, verified.accepted, case_id, Input::Action(verified.payload))
-            .await
+        self.step(
+            me,
+            verified.accepted,
+            case_id,
+            Input::Action(verified.payload),
+        )
+        .await
     }
 
     async fn send_letter(
@@ -538,9 +556,9 @@ impl pb::cases_server::Cases for CasesService {
         let region = match r.region_code.as_str() {
             "" => None,
             code => {
-                let code: RegionCode = code.parse().map_err(|e| {
-                    Status::invalid_argument(format!("region_code: {e}"))
-                })?;
+                let code: RegionCode = code
+                    .parse()
+                    .map_err(|e| Status::invalid_argument(format!("region_code: {e}")))?;
                 (!code.is_city()).then(|| code.as_str().to_owned())
             }
         };

@@ -64,15 +64,20 @@ const COLUMNS: &str = "c.id, c.opened_index, c.lead_key, c.view";
 impl LedgerTx {
     /// A case as this transaction sees it (including steps earlier in the same group).
     pub async fn load_case(&mut self, id: &str) -> Result<Option<CaseRecord>, StoreError> {
-        let row = sqlx::query("SELECT c.id, c.opened_index, c.lead_key, c.view FROM cases c WHERE c.id = $1")
-            .bind(id)
-            .fetch_optional(&mut *self.tx)
-            .await?;
+        let row = sqlx::query(
+            "SELECT c.id, c.opened_index, c.lead_key, c.view FROM cases c WHERE c.id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .await?;
         row.as_ref().map(record).transpose()
     }
 
     /// The open (not closed) case a lead with this key belongs to, if any.
-    pub async fn open_case_with_key(&mut self, key: &str) -> Result<Option<CaseRecord>, StoreError> {
+    pub async fn open_case_with_key(
+        &mut self,
+        key: &str,
+    ) -> Result<Option<CaseRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT c.id, c.opened_index, c.lead_key, c.view FROM cases c \
              WHERE c.lead_key = $1 AND c.state <> 'CLOSED' ORDER BY c.created_at LIMIT 1",
@@ -133,10 +138,12 @@ impl LedgerTx {
 
 impl Store {
     pub async fn case(&self, id: &str) -> Result<Option<CaseRecord>, StoreError> {
-        let row = sqlx::query("SELECT c.id, c.opened_index, c.lead_key, c.view FROM cases c WHERE c.id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            "SELECT c.id, c.opened_index, c.lead_key, c.view FROM cases c WHERE c.id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(record).transpose()
     }
 
