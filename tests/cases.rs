@@ -327,6 +327,28 @@ async fn closed_loop(gw: TestGateway) {
         }),
     )
     .await;
+    // A sanction is still recorded after closing, and the leading office is told.
+    let sanction = act(
+        &gw,
+        "hrss-500112",
+        &case,
+        Action::Sanction(pb::case_action::Sanction {
+            kind: pb::SanctionKind::JointPunishmentList as i32,
+            subject_name: "重庆渝北某建筑工程有限公司".into(),
+            subject_uscc: "91350100M000100Y43".into(),
+            decision_number: "渝北人社失信〔2026〕5号".into(),
+            decided_on: "2026-11-28".into(),
+            note: String::new(),
+        }),
+    )
+    .await;
+    assert!(
+        sanction
+            .routed_to
+            .iter()
+            .any(|r| r.partner_id == "leading-office-500000"),
+        "{sanction:?}"
+    );
     let v = get(&gw, SOURCE, &case).await.unwrap();
     assert_eq!(v.state(), pb::CaseState::Closed);
     use pb::CaseEventKind as E;
@@ -340,7 +362,8 @@ async fn closed_loop(gw: TestGateway) {
             E::FilingDecision,
             E::Resolve,
             E::Feedback,
-            E::Close
+            E::Close,
+            E::Sanction
         ]
     );
     assert_eq!(v.resolution.as_ref().unwrap().workers_paid, 12);
@@ -401,7 +424,8 @@ async fn closed_loop(gw: TestGateway) {
         (escalation.kind(), escalation.actor.as_str()),
         (E::Escalate, "gateway")
     );
-    let office = inbox(&gw, "leading-office-500000", 1).await;
+    // (The sanction of the first case came before.)
+    let office = inbox(&gw, "leading-office-500000", 2).await;
     let esc = office
         .iter()
         .find(|(_, _, h)| h.sender == "gateway")
