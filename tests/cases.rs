@@ -553,7 +553,10 @@ async fn only_the_roles_on_a_case_may_act_on_it_or_see_it() {
     assert_eq!(list("hrss-500112").await, std::slice::from_ref(&case));
     assert_eq!(list("housing-500000").await, std::slice::from_ref(&case));
     assert_eq!(list(SOURCE).await, std::slice::from_ref(&case));
-    assert_eq!(list("leading-office-500000").await, std::slice::from_ref(&case));
+    assert_eq!(
+        list("leading-office-500000").await,
+        std::slice::from_ref(&case)
+    );
     // Police not referred to, the co-handler, the source: no holder steps.
     deny(try_act(&gw, "police-500112", &case, sign_for(), "").await);
     deny(try_act(&gw, "housing-500000", &case, sign_for(), "").await);

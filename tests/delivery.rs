@@ -157,6 +157,52 @@ async fn a_routed_lead_reaches_each_recipient_and_acknowledgements_are_logged() 
                     && a.delivered_sender == "source-national-platform")
         );
         assert_eq!(acks[0].recipient, "hrss-500112");
+
+        // The sender's mailbox holds a DELIVERED receipt per acknowledgement: the recipient's
+        // signed acknowledgement with the gateway's receipt naming what it proves.
+        let me = "source-national-platform";
+        let mut mailbox = subscribe(&gw, me).await;
+        let mut delivered_to = Vec::new();
+        for _ in 0..2 {
+            let d = next(&mut mailbox, Duration::from_secs(5))
+                .await
+                .expect("a DELIVERED receipt");
+            let ack_env = d.envelope.as_ref().unwrap();
+            let ack_header = pb::Header::decode(ack_env.header.as_slice()).unwrap();
+            assert_eq!(ack_header.payload_type, pb::Acknowledgement::full_name());
+            let receipt = d.receipt.as_ref().unwrap();
+            let r = pb::Receipt::decode(receipt.payload.as_slice()).unwrap();
+            assert_eq!(r.kind(), pb::ReceiptKind::Delivered);
+            assert_eq!(r.header_sha256, sha256(&env.header).to_vec());
+            assert_eq!(
+                r.acknowledgement_header_sha256,
+                sha256(&ack_env.header).to_vec()
+            );
+            assert_eq!(r.delivered_to, ack_header.sender);
+            assert_eq!(r.case_id, body.case_id);
+            assert_eq!(r.payload_type, pb::Lead::full_name());
+            assert_eq!(
+                pb::Header::decode(receipt.header.as_slice())
+                    .unwrap()
+                    .sender,
+                "gateway"
+            );
+            delivered_to.push(r.delivered_to.clone());
+            // Acknowledging a DELIVERED receipt is logged too, and reported to no one.
+            DeliveryClient::new(gw.channel_as(me).await)
+                .acknowledge(acknowledgement(&gw, me, &d))
+                .await
+                .unwrap();
+        }
+        delivered_to.sort();
+        assert_eq!(delivered_to, ["housing-500000", "hrss-500112"]);
+        for partner in ["hrss-500112", "housing-500000", me] {
+            let mut again = subscribe(&gw, partner).await;
+            assert!(
+                next(&mut again, Duration::from_millis(500)).await.is_none(),
+                "{partner}: something more was delivered"
+            );
+        }
         gw.stop().await;
     }
 }

@@ -302,7 +302,7 @@ fn recipient(partner: &str, role: pb::RoutingRole) -> pb::Routing {
 }
 
 /// Clocks whose running out escalates the case.
-fn escalates(kind: i32) -> bool {
+pub fn escalates(kind: i32) -> bool {
     !matches!(
         pb::ClockKind::try_from(kind),
         Ok(pb::ClockKind::FilingReview | pb::ClockKind::ReferralHandover)

@@ -320,7 +320,10 @@ async fn escalate(
         return Ok(());
     };
     let Some(overdue) = case.view.deadlines.iter().find(|d| {
-        d.met_at.is_none() && !d.overdue && d.due_at.as_ref().is_some_and(|t| t.seconds <= now)
+        d.met_at.is_none()
+            && !d.overdue
+            && machine::escalates(d.kind)
+            && d.due_at.as_ref().is_some_and(|t| t.seconds <= now)
     }) else {
         return Ok(());
     };

@@ -69,54 +69,133 @@ impl DeliveryService {
     }
 }
 
-/// The delivery of one mailbox message: the original envelope and the gateway's receipt for it.
-async fn delivery(
+/// The log entry at `index` and the gateway's receipt for it.
+async fn entry_at(
     store: &Store,
-    row: &MailboxRow,
-    attempt: u32,
-) -> Result<pb::MailboxDelivery, Status> {
+    index: u64,
+) -> Result<
+    (
+        Option<pb::entry_body::Kind>,
+        Vec<u8>,
+        Option<pb::SignedEnvelope>,
+    ),
+    Status,
+> {
     let entry = store
-        .entries(row.log_index, row.log_index + 1, true)
+        .entries(index, index + 1, true)
         .await
         .map_err(store_unavailable)?
         .pop()
-        .ok_or_else(|| {
-            Status::internal(format!(
-                "mailbox message {} points at a missing log entry",
-                row.cursor
-            ))
-        })?;
-    let Some(pb::entry_body::Kind::Accepted(accepted)) =
-        pb::EntryBody::decode(entry.entry.as_slice())
-            .ok()
-            .and_then(|b| b.kind)
-    else {
-        return Err(Status::internal(format!(
-            "mailbox message {} is not an accepted envelope",
-            row.cursor
-        )));
-    };
+        .ok_or_else(|| Status::internal(format!("log entry {index} is missing")))?;
+    let kind = pb::EntryBody::decode(entry.entry.as_slice())
+        .ok()
+        .and_then(|b| b.kind);
     let receipt = store
-        .receipt_at(row.log_index)
+        .receipt_at(index)
         .await
         .map_err(store_unavailable)?
         .and_then(|r| pb::SignedEnvelope::decode(r.as_slice()).ok());
+    Ok((kind, entry.payload.unwrap_or_default(), receipt))
+}
+
+/// The delivery of one mailbox message: the envelope and the gateway's receipt for it — for an
+/// envelope sent to the partner, its ACCEPTED receipt; for a recipient's acknowledgement of an
+/// envelope the partner sent, a DELIVERED receipt (the proof of delivery).
+async fn delivery(
+    log: &EvidenceLog,
+    row: &MailboxRow,
+    attempt: u32,
+) -> Result<pb::MailboxDelivery, Status> {
+    let store = log.store();
+    let (kind, payload, stored_receipt) = entry_at(store, row.log_index).await?;
+    let (envelope, receipt) = match kind {
+        Some(pb::entry_body::Kind::Accepted(a)) => (
+            pb::SignedEnvelope {
+                header: a.header,
+                payload,
+                signatures: a.signatures,
+            },
+            stored_receipt,
+        ),
+        Some(pb::entry_body::Kind::Acknowledged(a)) => {
+            let receipt = delivered_receipt(log, &a, row.log_index, stored_receipt).await?;
+            (
+                pb::SignedEnvelope {
+                    header: a.header,
+                    payload,
+                    signatures: a.signatures,
+                },
+                Some(receipt),
+            )
+        }
+        _ => {
+            return Err(Status::internal(format!(
+                "mailbox message {} points at log entry {} of an unexpected kind",
+                row.cursor, row.log_index
+            )));
+        }
+    };
     Ok(pb::MailboxDelivery {
         cursor: row.cursor,
-        envelope: Some(pb::SignedEnvelope {
-            header: accepted.header,
-            payload: entry.payload.unwrap_or_default(),
-            signatures: accepted.signatures,
-        }),
+        envelope: Some(envelope),
         receipt,
         attempt,
         enqueued_at: Some(super::convert::timestamp(row.enqueued_at)),
     })
 }
 
+/// The DELIVERED receipt for the original sender of an acknowledged envelope, signed by the
+/// gateway; it attests the acknowledgement logged at `ack_index`.
+async fn delivered_receipt(
+    log: &EvidenceLog,
+    ack: &pb::AcknowledgedEntry,
+    ack_index: u64,
+    ack_receipt: Option<pb::SignedEnvelope>,
+) -> Result<pb::SignedEnvelope, Status> {
+    let case_id = ack_receipt
+        .and_then(|r| pb::Receipt::decode(r.payload.as_slice()).ok())
+        .map(|r| r.case_id)
+        .unwrap_or_default();
+    let payload_type = match ack.delivered_log_index {
+        Some(i) => match entry_at(log.store(), i).await?.0 {
+            Some(pb::entry_body::Kind::Accepted(a)) => pb::Header::decode(a.header.as_slice())
+                .map(|h| h.payload_type)
+                .unwrap_or_default(),
+            _ => String::new(),
+        },
+        None => String::new(),
+    };
+    let body = pb::Receipt {
+        kind: pb::ReceiptKind::Delivered as i32,
+        header_sha256: ack.delivered_header_sha256.clone(),
+        message_id: ack.delivered_message_id.clone(),
+        sender: ack.delivered_sender.clone(),
+        log_index: ack_index,
+        accepted_at: ack.acknowledged_at,
+        case_id: case_id.clone(),
+        routed_to: Vec::new(),
+        payload_type,
+        delivered_to: ack.recipient.clone(),
+        acknowledgement_header_sha256: sha256(&ack.header).to_vec(),
+    };
+    let keys = log.keys();
+    let header = pb::Header {
+        message_id: uuid::Uuid::new_v4().to_string(),
+        sender: keys.gateway_id.clone(),
+        created_at: Some(crate::ledger::log::now_timestamp()),
+        subject: case_id,
+        in_reply_to: ack.delivered_message_id.clone(),
+        recipients: vec![ack.delivered_sender.clone()],
+        ..Default::default()
+    };
+    keys.gateway
+        .seal(header, &body)
+        .map_err(|e| Status::internal(format!("cannot sign a DELIVERED receipt: {e}")))
+}
+
 /// One open subscription.
 struct Feed {
-    store: Store,
+    log: Arc<EvidenceLog>,
     partner: String,
     from: u64,
     window: u32,
@@ -129,7 +208,7 @@ struct Feed {
 /// Feeds one subscription until the subscriber goes away or the gateway shuts down.
 async fn feed(feed: Feed) {
     let Feed {
-        store,
+        log,
         partner,
         from,
         window,
@@ -138,6 +217,7 @@ async fn feed(feed: Feed) {
         shutdown,
         out,
     } = feed;
+    let store = log.store().clone();
     let mut in_flight: BTreeMap<u64, Instant> = BTreeMap::new();
     loop {
         let rows = match store
@@ -175,7 +255,7 @@ async fn feed(feed: Feed) {
                     return;
                 }
             };
-            let message = delivery(&store, row, attempt).await;
+            let message = delivery(&log, row, attempt).await;
             if out.send(message).await.is_err() {
                 return;
             }
@@ -218,7 +298,7 @@ impl pb::delivery_server::Delivery for DeliveryService {
         };
         let (tx, rx) = mpsc::channel(window as usize);
         tokio::spawn(feed(Feed {
-            store,
+            log: self.log.clone(),
             partner: me.id.to_string(),
             from: r.from_cursor.max(1),
             window,
@@ -256,18 +336,24 @@ impl pb::delivery_server::Delivery for DeliveryService {
             .map_err(store_unavailable)?
             .pop()
             .ok_or_else(|| Status::internal("the acknowledged message's log entry is missing"))?;
-        let Some(pb::entry_body::Kind::Accepted(delivered)) =
-            pb::EntryBody::decode(entry.entry.as_slice())
+        // An envelope sent to the caller, or a recipient's acknowledgement of one the caller sent
+        // (its DELIVERED receipt). Only the first is reported back to its sender as delivered.
+        let (delivered_header, case_id, tell_sender) =
+            match pb::EntryBody::decode(entry.entry.as_slice())
                 .ok()
                 .and_then(|b| b.kind)
-        else {
-            return Err(Status::internal(
-                "the acknowledged message is not an accepted envelope",
-            ));
-        };
-        let header = pb::Header::decode(delivered.header.as_slice())
+            {
+                Some(pb::entry_body::Kind::Accepted(a)) => (a.header, a.case_id, true),
+                Some(pb::entry_body::Kind::Acknowledged(a)) => (a.header, String::new(), false),
+                _ => {
+                    return Err(Status::internal(
+                        "the acknowledged message is neither an envelope nor an acknowledgement",
+                    ));
+                }
+            };
+        let header = pb::Header::decode(delivered_header.as_slice())
             .map_err(|_| Status::internal("stored header unreadable"))?;
-        let header_sha256 = sha256(&delivered.header).to_vec();
+        let header_sha256 = sha256(&delivered_header).to_vec();
         if ack.message_id != header.message_id || ack.header_sha256 != header_sha256 {
             return Err(Status::invalid_argument(format!(
                 "the message at cursor {} is {} with header SHA-256 {}; acknowledge it with that message_id and header_sha256",
@@ -283,11 +369,19 @@ impl pb::delivery_server::Delivery for DeliveryService {
             delivered_log_index: log_index,
             cursor: ack.cursor,
         };
-        verified.accepted.case_id = delivered.case_id;
+        let original_sender = header.sender.clone();
+        verified.accepted.case_id = case_id;
         verified.accepted.effects = vec![Effect::Acknowledge {
             partner: me.id.to_string(),
             cursor: ack.cursor,
         }];
+        // The original sender's proof of delivery (not for the gateway's own envelopes).
+        if tell_sender && original_sender != self.log.keys().gateway_id {
+            verified
+                .accepted
+                .effects
+                .push(Effect::Deliver(original_sender));
+        }
         super::record(&self.log, verified.accepted).await
     }
 }
