@@ -814,3 +814,25 @@ async fn token_of(client: &mut CasesClient<tonic::transport::Channel>) -> String
         .into_inner()
         .next_page_token
 }
+
+#[tokio::test]
+async fn a_source_reference_names_one_lead_per_source() {
+    let gw = start(TestDb::sqlite().await).await;
+    let mut first = lead("500112", "编号");
+    first.source_reference = "GZQX-2026-000123".into();
+    let case = submit(&gw, SOURCE, &first).await.case_id;
+    // Another lead under the same reference from the same source is refused, naming the case.
+    let mut other = lead("500105", "另一");
+    other.source_reference = first.source_reference.clone();
+    let env = gw.signer(SOURCE).seal(header(SOURCE), &other).unwrap();
+    let e = CasesClient::new(gw.channel_as(SOURCE).await)
+        .submit_lead(env)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::AlreadyExists, "{e:?}");
+    assert!(e.message().contains(&case), "{}", e.message());
+    // Another source may use the same text for its own lead.
+    let theirs = submit(&gw, "hrss-500000", &other).await;
+    assert_ne!(theirs.case_id, case);
+    gw.stop().await;
+}

@@ -33,6 +33,16 @@ CREATE TABLE case_parties (
 );
 CREATE INDEX case_parties_partner ON case_parties (partner_id);
 
+-- A source's own reference of each lead it submitted (the national platform's lead number…):
+-- unique per source, so the same reference cannot name two different leads.
+CREATE TABLE lead_refs (
+    source            TEXT NOT NULL,
+    source_reference  TEXT NOT NULL,
+    case_id           TEXT NOT NULL REFERENCES cases (id),
+    log_index         BIGINT NOT NULL REFERENCES log_entries (idx),
+    PRIMARY KEY (source, source_reference)
+);
+
 -- Each partner's durable mailbox: what was delivered to it, by log index, in cursor order.
 CREATE TABLE mailbox (
     partner_id    TEXT NOT NULL,

@@ -37,6 +37,8 @@ pub enum CaseError {
     FailedPrecondition(String),
     #[error("{0}")]
     InvalidArgument(String),
+    #[error("{0}")]
+    AlreadyExists(String),
 }
 
 /// Who takes the step.

@@ -476,6 +476,15 @@ async fn case_change(
     for effect in &a.effects {
         match effect {
             Effect::OpenCase(o) => {
+                let reference = o.lead.source_reference.as_str();
+                if !reference.is_empty()
+                    && let Some(existing) = tx.lead_ref(sender, reference).await?
+                {
+                    return Ok(Some(Err(CaseError::AlreadyExists(format!(
+                        "you already submitted a different lead with source_reference {:?}: it is in case {existing}; give each lead its own reference, or resend the original bytes to get the original receipt",
+                        reference.chars().take(40).collect::<String>()
+                    )))));
+                }
                 if let Some(key) = &o.lead_key
                     && let Some(mut record) = tx.open_case_with_key(key).await?
                 {
@@ -652,6 +661,12 @@ async fn decide(
                 summary: c.step.summary.clone(),
             });
             let view = &c.record.view;
+            let reference = a.effects.iter().find_map(|e| match e {
+                Effect::OpenCase(o) if !o.lead.source_reference.is_empty() => {
+                    Some(o.lead.source_reference.as_str())
+                }
+                _ => None,
+            });
             tx.save_case(
                 &c.record,
                 c.new,
@@ -660,6 +675,10 @@ async fn decide(
                 machine::any_overdue(view),
             )
             .await?;
+            if let Some(reference) = reference {
+                tx.insert_lead_ref(a.submitted_by.as_str(), reference, &view.case_id, index)
+                    .await?;
+            }
             let mut told: Vec<&str> = Vec::new();
             for r in &routed_to {
                 if !told.contains(&r.partner_id.as_str()) {

@@ -41,6 +41,7 @@ impl From<CaseError> for Status {
             CaseError::PermissionDenied(_) => Status::permission_denied(message),
             CaseError::FailedPrecondition(_) => Status::failed_precondition(message),
             CaseError::InvalidArgument(_) => Status::invalid_argument(message),
+            CaseError::AlreadyExists(_) => Status::already_exists(message),
         }
     }
 }

@@ -88,6 +88,42 @@ impl LedgerTx {
         row.as_ref().map(record).transpose()
     }
 
+    /// The case a source's earlier lead with this reference belongs to.
+    pub async fn lead_ref(
+        &mut self,
+        source: &str,
+        reference: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query(
+            "SELECT case_id FROM lead_refs WHERE source = $1 AND source_reference = $2",
+        )
+        .bind(source)
+        .bind(reference)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        row.map(|r| r.try_get("case_id").map_err(StoreError::from))
+            .transpose()
+    }
+
+    pub async fn insert_lead_ref(
+        &mut self,
+        source: &str,
+        reference: &str,
+        case_id: &str,
+        log_index: u64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO lead_refs (source, source_reference, case_id, log_index) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(source)
+        .bind(reference)
+        .bind(case_id)
+        .bind(log_index as i64)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
     /// Writes a case (new or changed) and who may see it.
     pub async fn save_case(
         &mut self,
