@@ -47,6 +47,8 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     /// Case clocks.
     pub cases: CasesConfig,
+    /// Bank events and warnings.
+    pub banks: BanksConfig,
     /// How often (seconds) the partner registry is re-read from the database, to pick up
     /// changes made by other replicas. Changes made through this gateway apply at once.
     /// Default 5.
@@ -82,6 +84,25 @@ impl Default for DeliveryConfig {
         Self {
             redeliver_after_ms: 30_000,
             max_attempts: 10,
+        }
+    }
+}
+
+/// Bank events and the early-warning rules.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BanksConfig {
+    /// Most events in one signed batch. Default 1000.
+    pub max_batch: usize,
+    /// How often (milliseconds) the early-warning rules look at the accounts. Default 3600000.
+    pub warning_scan_ms: u64,
+}
+
+impl Default for BanksConfig {
+    fn default() -> Self {
+        Self {
+            max_batch: 1000,
+            warning_scan_ms: 3_600_000,
         }
     }
 }
@@ -172,6 +193,7 @@ impl Default for Config {
             routing: RoutingConfig::default(),
             delivery: DeliveryConfig::default(),
             cases: CasesConfig::default(),
+            banks: BanksConfig::default(),
             registry_reload_secs: 5,
         }
     }

@@ -8,9 +8,12 @@
 //! - [`store`] — persistence, one interface over SQLite and PostgreSQL;
 //! - [`tls`] — the TLS 1.3 endpoint;
 //! - [`layers`] — tower layers around every call (authentication, limits, deadlines);
+//! - [`cases`] — leads, the case state machine and its clocks; [`banks`] — account events,
+//!   the account registry and early warnings; [`routing`] — the routing rules;
 //! - [`services`] — the gRPC services, thin over the domain;
 //! - [`server`] — assembly; [`config`] — configuration; [`cli`] — the `wagelink` command.
 
+pub mod banks;
 pub mod cases;
 pub mod cli;
 pub mod config;
@@ -19,6 +22,7 @@ pub mod identity;
 pub mod layers;
 pub mod ledger;
 pub mod pki;
+pub mod refusal;
 pub mod routing;
 pub mod server;
 pub mod services;

@@ -30,6 +30,7 @@ use crate::ledger::checkpoint::LogKey;
 use crate::ledger::log::{EvidenceLog, LogKeys};
 use crate::routing::{DEFAULT_RULES, RuleSet};
 use crate::services::audit::AuditService;
+use crate::services::banks::BanksService;
 use crate::services::cases::CasesService;
 use crate::services::delivery::{DeliveryPolicy, DeliveryService};
 use crate::services::identity::IdentityService;
@@ -235,6 +236,9 @@ pub async fn start(
     health
         .set_serving::<pb::delivery_server::DeliveryServer<DeliveryService>>()
         .await;
+    health
+        .set_serving::<pb::banks_server::BanksServer<BanksService>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(wagelink_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -251,6 +255,19 @@ pub async fn start(
         Duration::from_millis(config.cases.overdue_scan_ms.max(10)),
         shutdown_rx.clone(),
     ));
+    tokio::spawn(crate::services::banks::warning_scan(
+        registry.clone(),
+        log.clone(),
+        rules.clone(),
+        Duration::from_millis(config.banks.warning_scan_ms.max(10)),
+        shutdown_rx.clone(),
+    ));
+    let banks = pb::banks_server::BanksServer::new(BanksService::new(
+        registry.clone(),
+        log.clone(),
+        config.banks.max_batch.max(1),
+    ))
+    .max_decoding_message_size(limits.max_message_bytes);
     let cases =
         pb::cases_server::CasesServer::new(CasesService::new(registry.clone(), log.clone(), rules))
             .max_decoding_message_size(limits.max_message_bytes);
@@ -296,6 +313,7 @@ pub async fn start(
         .add_service(reflection)
         .add_service(identity)
         .add_service(cases)
+        .add_service(banks)
         .add_service(delivery)
         .add_service(audit);
     let server = tokio::spawn(async move {

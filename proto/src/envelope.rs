@@ -97,6 +97,49 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
 
+/// The payload type whose digest is a Merkle tree hash over its events, not SHA-256(payload).
+pub const EVENT_BATCH_TYPE: &str = "wagelink.v1.AccountEventBatch";
+
+/// RFC 9162 §2.1.1 Merkle tree hash over a list of byte strings: the digest a batch of account
+/// events commits to (each event then provable alone with its audit path).
+pub fn merkle_tree_hash(items: &[Vec<u8>]) -> [u8; 32] {
+    match items.len() {
+        0 => sha256(b""),
+        1 => {
+            let mut h = Sha256::new();
+            h.update([0u8]);
+            h.update(&items[0]);
+            h.finalize().into()
+        }
+        n => {
+            let k = if n.is_power_of_two() {
+                n / 2
+            } else {
+                1 << (usize::BITS - 1 - n.leading_zeros())
+            };
+            let mut h = Sha256::new();
+            h.update([1u8]);
+            h.update(merkle_tree_hash(&items[..k]));
+            h.update(merkle_tree_hash(&items[k..]));
+            h.finalize().into()
+        }
+    }
+}
+
+/// The digest a header's `payload_sha256` must hold for a payload of `payload_type`:
+/// SHA-256 of the bytes, except for `wagelink.v1.AccountEventBatch` (the Merkle tree hash of its
+/// events). `None` when a batch does not decode or is empty.
+pub fn payload_digest(payload_type: &str, payload: &[u8]) -> Option<[u8; 32]> {
+    if payload_type != EVENT_BATCH_TYPE {
+        return Some(sha256(payload));
+    }
+    let batch = crate::v1::AccountEventBatch::decode(payload).ok()?;
+    if batch.events.is_empty() {
+        return None;
+    }
+    Some(merkle_tree_hash(&batch.events))
+}
+
 /// The keyid of a certificate: lowercase hex SHA-256 of its DER.
 pub fn keyid(certificate_der: &[u8]) -> String {
     hex::encode(sha256(certificate_der))
@@ -303,7 +346,11 @@ impl Signer {
     ) -> Result<SignedEnvelope, EnvelopeError> {
         let payload = payload.encode_to_vec();
         header.payload_type = M::full_name();
-        header.payload_sha256 = sha256(&payload).to_vec();
+        header.payload_sha256 = payload_digest(&header.payload_type, &payload)
+            .ok_or_else(|| {
+                EnvelopeError::Encode("an event batch must hold at least one event".into())
+            })?
+            .to_vec();
         let header = header.encode_to_vec();
         let signature = self.sign_header(&header)?;
         Ok(SignedEnvelope {
@@ -317,6 +364,46 @@ impl Signer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batch_digests_are_rfc9162_tree_hashes() {
+        let d: Vec<Vec<u8>> = (0u8..5).map(|i| vec![i; 3]).collect();
+        let leaf = |b: &[u8]| {
+            let mut x = vec![0u8];
+            x.extend_from_slice(b);
+            sha256(&x)
+        };
+        let node = |l: [u8; 32], r: [u8; 32]| {
+            let mut x = vec![1u8];
+            x.extend_from_slice(&l);
+            x.extend_from_slice(&r);
+            sha256(&x)
+        };
+        assert_eq!(merkle_tree_hash(&d[..1]), leaf(&d[0]));
+        assert_eq!(merkle_tree_hash(&d[..2]), node(leaf(&d[0]), leaf(&d[1])));
+        // Five items split 4 + 1; three split 2 + 1.
+        let four = node(
+            node(leaf(&d[0]), leaf(&d[1])),
+            node(leaf(&d[2]), leaf(&d[3])),
+        );
+        assert_eq!(merkle_tree_hash(&d), node(four, leaf(&d[4])));
+        assert_eq!(
+            merkle_tree_hash(&d[..3]),
+            node(node(leaf(&d[0]), leaf(&d[1])), leaf(&d[2]))
+        );
+        assert_eq!(merkle_tree_hash(&[]), sha256(b""));
+        assert_eq!(
+            payload_digest("wagelink.v1.Lead", b"abc"),
+            Some(sha256(b"abc"))
+        );
+        let batch = crate::v1::AccountEventBatch { events: d.clone() }.encode_to_vec();
+        assert_eq!(
+            payload_digest(EVENT_BATCH_TYPE, &batch),
+            Some(merkle_tree_hash(&d))
+        );
+        let empty = crate::v1::AccountEventBatch { events: vec![] }.encode_to_vec();
+        assert_eq!(payload_digest(EVENT_BATCH_TYPE, &empty), None);
+    }
 
     #[test]
     fn pae_matches_the_dsse_spec_example() {

@@ -39,6 +39,8 @@ CREATE TABLE lead_refs (
     source            TEXT NOT NULL,
     source_reference  TEXT NOT NULL,
     case_id           TEXT NOT NULL REFERENCES cases (id),
+    -- SHA-256 of the lead's payload: the same lead resent under a new message_id is linked
+    payload_sha256    BYTEA NOT NULL,
     log_index         BIGINT NOT NULL REFERENCES log_entries (idx),
     PRIMARY KEY (source, source_reference)
 );

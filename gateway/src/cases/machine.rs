@@ -7,7 +7,6 @@
 //! transaction, so a step is checked against the case exactly as it is when the step is logged
 //! and two steps on one case never interleave.
 
-use thiserror::Error;
 use wagelink_proto::v1 as pb;
 
 use super::calendar::Calendar;
@@ -26,20 +25,7 @@ const REFERRAL_HANDOVER_HOURS: i64 = 24;
 /// A returned case nobody else can handle waits this long for the leading office's transfer.
 const REROUTE_HOURS: u32 = 24;
 
-/// Why a step was refused. Nothing of it was written.
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
-pub enum CaseError {
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    PermissionDenied(String),
-    #[error("{0}")]
-    FailedPrecondition(String),
-    #[error("{0}")]
-    InvalidArgument(String),
-    #[error("{0}")]
-    AlreadyExists(String),
-}
+pub use crate::refusal::Refused as CaseError;
 
 /// Who takes the step.
 #[derive(Debug, Clone)]
@@ -249,9 +235,10 @@ pub fn open(o: &Opening, case_id: &str, source: &str, now: i64) -> (pb::CaseView
     (view, step)
 }
 
-/// The same matter reported by another source while the case is open: linked to the case, the
-/// holder told, the new source kept for the feedback.
-pub fn link(view: &mut pb::CaseView, source: &str) -> Step {
+/// The same matter reported again while the case is still being handled: linked to the case,
+/// the holder told, the new source kept for the feedback. Supervisors and copies the new lead's
+/// routing names (a major case, a suspected crime) join the case.
+pub fn link(view: &mut pb::CaseView, source: &str, routing: &[pb::Routing]) -> Step {
     let state = state_of(view.state);
     if source != view.source && !view.also_reported_by.iter().any(|s| s == source) {
         view.also_reported_by.push(source.to_owned());
@@ -260,13 +247,30 @@ pub fn link(view: &mut pb::CaseView, source: &str) -> Step {
     if !view.holder.is_empty() {
         routed_to.push(recipient(&view.holder, pb::RoutingRole::Handler));
     }
+    let mut parties = vec![(source.to_owned(), "source")];
+    for r in routing {
+        let list = match role_of(r) {
+            pb::RoutingRole::Copy => &mut view.copies,
+            pb::RoutingRole::Supervisor => &mut view.supervisors,
+            _ => continue,
+        };
+        if !list.contains(&r.partner_id) {
+            list.push(r.partner_id.clone());
+            routed_to.push(r.clone());
+            parties.push((r.partner_id.clone(), party_role(r.role)));
+            if role_of(r) == pb::RoutingRole::Supervisor && !view.supervised {
+                view.supervised = true;
+                view.checklist = full_checklist();
+            }
+        }
+    }
     Step {
         kind: pb::CaseEventKind::Lead,
         state_before: state,
         state_after: state,
         summary: format!("the same lead from {source}, linked to this case"),
         routed_to,
-        parties: vec![(source.to_owned(), "source")],
+        parties,
     }
 }
 
@@ -544,16 +548,21 @@ fn invalid(field: &str, why: impl std::fmt::Display) -> CaseError {
     CaseError::InvalidArgument(format!("{field}: {why}"))
 }
 
+/// Dates a case step may name: from 1990 to 2100 (so clock arithmetic stays in range).
 fn parse_date(field: &str, text: &str) -> Result<jiff::civil::Date, CaseError> {
-    text.parse::<jiff::civil::Date>().map_err(|_| {
-        invalid(
-            field,
-            format!(
-                "{:?} is not a date: use YYYY-MM-DD",
-                text.chars().take(40).collect::<String>()
-            ),
-        )
-    })
+    let sane = |d: &jiff::civil::Date| (1990..=2100).contains(&d.year()) && text.len() == 10;
+    text.parse::<jiff::civil::Date>()
+        .ok()
+        .filter(sane)
+        .ok_or_else(|| {
+            invalid(
+                field,
+                format!(
+                    "{:?} is not a date: use YYYY-MM-DD",
+                    text.chars().take(40).collect::<String>()
+                ),
+            )
+        })
 }
 
 /// A date that must not be after today (China time).
@@ -930,8 +939,8 @@ fn apply(
                 }
                 // Decree 310: hand over within 24 hours of the decision. With only the date of
                 // the decision known, the hand-over is due by the end of the following day.
-                let start = end_of_day(decided) - 86_400;
-                let due = end_of_day(decided) + REFERRAL_HANDOVER_HOURS * 3600;
+                let start = end_of_day(decided).saturating_sub(86_400);
+                let due = end_of_day(decided).saturating_add(REFERRAL_HANDOVER_HOURS * 3600);
                 push_clock(
                     view,
                     pb::ClockKind::ReferralHandover,
@@ -1060,7 +1069,12 @@ fn apply(
             if !(eff == S::FedBack || (eff == S::Resolved && from_warning)) {
                 return Err(wrong_state(&id, view, "close"));
             }
-            meet(view, &[pb::ClockKind::FeedBack], None, now);
+            // Nothing more can be done on a closed case: every clock stops.
+            for d in &mut view.deadlines {
+                if d.met_at.is_none() {
+                    d.met_at = Some(ts(now));
+                }
+            }
             set_state(view, S::Closed);
             let mut routed = audience(view, me);
             for s in std::iter::once(&view.source).chain(&view.also_reported_by) {

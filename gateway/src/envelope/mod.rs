@@ -9,7 +9,7 @@
 
 use prost::{Message, Name};
 use thiserror::Error;
-use wagelink_proto::envelope::{header_pae, sha256};
+use wagelink_proto::envelope::{header_pae, payload_digest};
 use wagelink_proto::v1 as pb;
 
 use crate::identity::{KeyRefusal, PartnerId, Registry, VerifiedPartner};
@@ -151,7 +151,12 @@ pub fn verify<M: Message + Name + Default>(
                 keyid: signature.keyid.clone(),
             })?;
     }
-    let actual = sha256(&envelope.payload);
+    let actual = payload_digest(&header.payload_type, &envelope.payload).ok_or_else(|| {
+        SubmitError::UndecodablePayload {
+            payload_type: header.payload_type.clone(),
+            reason: "a batch must decode and hold at least one event".into(),
+        }
+    })?;
     if header.payload_sha256 != actual {
         return Err(SubmitError::PayloadDigest {
             declared: hex::encode(&header.payload_sha256),

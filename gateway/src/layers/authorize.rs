@@ -88,6 +88,9 @@ pub const TABLE: &[(&str, Callers)] = &[
         "/wagelink.v1.Cases/ListCases",
         Callers::AllBut(&[K::Bank, K::Admin, K::PeerGateway]),
     ),
+    // Banks push events on the accounts they hold, and keep their query link open.
+    ("/wagelink.v1.Banks/PushEvents", Callers::Only(&[K::Bank])),
+    ("/wagelink.v1.Banks/Link", Callers::Only(&[K::Bank])),
     // Every partner has a mailbox; the mailbox is always the caller's own.
     ("/wagelink.v1.Delivery/Subscribe", Callers::Any),
     ("/wagelink.v1.Delivery/Acknowledge", Callers::Any),
@@ -239,6 +242,8 @@ mod tests {
                     "/wagelink.v1.Cases/ListCases",
                     !case_views_refused.contains(&kind),
                 ),
+                ("/wagelink.v1.Banks/PushEvents", kind == K::Bank),
+                ("/wagelink.v1.Banks/Link", kind == K::Bank),
                 ("/wagelink.v1.Delivery/Subscribe", true),
                 ("/wagelink.v1.Delivery/Acknowledge", true),
                 ("/wagelink.v1.Audit/GetCheckpoint", true),

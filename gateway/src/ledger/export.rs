@@ -21,7 +21,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use prost::Message;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
-use wagelink_proto::envelope::{PublicKey, header_pae, keyid, sha256};
+use wagelink_proto::envelope::{PublicKey, header_pae, keyid, payload_digest};
 use wagelink_proto::v1 as pb;
 
 use rustls::pki_types::CertificateDer;
@@ -379,7 +379,8 @@ fn check_entry(
     }
     let mut payloads = 0;
     if let Some(p) = payload {
-        if sha256(p).as_slice() != digest.as_slice() {
+        let actual = payload_digest(&header.payload_type, p);
+        if actual.map(|d| d.to_vec()) != Some(digest.clone()) {
             return Err(bad(
                 "its payload does not match the digest its header commits to".into(),
             ));

@@ -20,8 +20,10 @@ use wagelink_proto::v1 as pb;
 
 use super::checkpoint::{Checkpoint, LogKey};
 use super::merkle::{Hash, ProofError, Tree, leaf_hash};
-use crate::cases::machine::{self, CaseError, Opening, StepInput};
+use crate::banks::event::CheckedEvent;
+use crate::cases::machine::{self, Opening, StepInput};
 use crate::identity::PartnerId;
+use crate::refusal::Refused;
 use crate::store::{CaseRecord, LedgerTx, Store, StoreError, StoredCheckpoint};
 
 /// Most appends grouped into one transaction.
@@ -85,6 +87,23 @@ pub enum Effect {
     Deliver(String),
     /// Marks a mailbox message acknowledged.
     Acknowledge { partner: String, cursor: u64 },
+    /// Account events a bank reported: each stored once per (bank, event id), the account
+    /// registry updated; refused whole if an event id was used for another event or an account
+    /// is held by another bank.
+    Accounts(Box<AccountReport>),
+    /// The warning a gateway-made lead raises: at most one per rule, subject and period.
+    Warning {
+        rule: String,
+        subject: String,
+        period: String,
+    },
+}
+
+/// What a bank's envelope reports.
+#[derive(Debug, Clone)]
+pub struct AccountReport {
+    pub bank: String,
+    pub events: Vec<CheckedEvent>,
 }
 
 /// Why an append was refused; nothing was written.
@@ -104,7 +123,7 @@ pub enum AppendError {
     Unavailable(String),
     /// The case step was refused as the case stands.
     #[error("{0}")]
-    Case(CaseError),
+    Case(Refused),
 }
 
 struct Append {
@@ -120,6 +139,17 @@ struct Shared {
     tree: RwLock<Tree>,
     latest: RwLock<StoredCheckpoint>,
     window_secs: i64,
+}
+
+/// A queued append, awaiting its receipt.
+pub struct Pending(oneshot::Receiver<Result<pb::SignedEnvelope, AppendError>>);
+
+impl Pending {
+    pub async fn receipt(self) -> Result<pb::SignedEnvelope, AppendError> {
+        self.0
+            .await
+            .map_err(|_| AppendError::Unavailable("the log stopped before answering".into()))?
+    }
 }
 
 /// The evidence log of one gateway.
@@ -212,14 +242,18 @@ impl EvidenceLog {
 
     /// Appends an accepted envelope: idempotency, replay window, durable append, receipt.
     pub async fn append(&self, accepted: Accepted) -> Result<pb::SignedEnvelope, AppendError> {
+        self.enqueue(accepted).await?.receipt().await
+    }
+
+    /// Queues an append and returns at once with a handle to its receipt: appends queued one
+    /// after another are sequenced in that order (a stream's envelopes keep their order).
+    pub async fn enqueue(&self, accepted: Accepted) -> Result<Pending, AppendError> {
         let (reply, answer) = oneshot::channel();
         self.queue
             .send(Append { accepted, reply })
             .await
             .map_err(|_| AppendError::Unavailable("the log is shutting down".into()))?;
-        answer
-            .await
-            .map_err(|_| AppendError::Unavailable("the log stopped before answering".into()))?
+        Ok(Pending(answer))
     }
 
     /// An envelope of the gateway's own (an escalation when a clock runs out), signed with the
@@ -471,24 +505,39 @@ async fn case_change(
     a: &Accepted,
     index: u64,
     now: i64,
-) -> Result<Option<Result<CaseChange, CaseError>>, StoreError> {
+) -> Result<Option<Result<CaseChange, Refused>>, StoreError> {
     let sender = a.submitted_by.as_str();
     for effect in &a.effects {
         match effect {
             Effect::OpenCase(o) => {
                 let reference = o.lead.source_reference.as_str();
                 if !reference.is_empty()
-                    && let Some(existing) = tx.lead_ref(sender, reference).await?
+                    && let Some((existing, digest)) = tx.lead_ref(sender, reference).await?
                 {
-                    return Ok(Some(Err(CaseError::AlreadyExists(format!(
-                        "you already submitted a different lead with source_reference {:?}: it is in case {existing}; give each lead its own reference, or resend the original bytes to get the original receipt",
-                        reference.chars().take(40).collect::<String>()
-                    )))));
+                    if digest != a.header.payload_sha256 {
+                        return Ok(Some(Err(Refused::AlreadyExists(format!(
+                            "you already submitted a different lead with source_reference {:?}: it is in case {existing}; give each lead its own reference, or resend the original bytes to get the original receipt",
+                            reference.chars().take(40).collect::<String>()
+                        )))));
+                    }
+                    // The same lead again under a new message_id (a retry): linked to its case.
+                    if let Some(mut record) = tx.load_case(&existing).await? {
+                        let step = machine::link(&mut record.view, sender, &o.routing);
+                        record.view.updated_at = Some(prost_types::Timestamp {
+                            seconds: now,
+                            nanos: 0,
+                        });
+                        return Ok(Some(Ok(CaseChange {
+                            record,
+                            new: false,
+                            step,
+                        })));
+                    }
                 }
                 if let Some(key) = &o.lead_key
                     && let Some(mut record) = tx.open_case_with_key(key).await?
                 {
-                    let step = machine::link(&mut record.view, sender);
+                    let step = machine::link(&mut record.view, sender, &o.routing);
                     record.view.updated_at = Some(prost_types::Timestamp {
                         seconds: now,
                         nanos: 0,
@@ -512,7 +561,7 @@ async fn case_change(
             }
             Effect::Case(input) => {
                 let Some(mut record) = tx.load_case(&input.case_id).await? else {
-                    return Ok(Some(Err(CaseError::NotFound(format!(
+                    return Ok(Some(Err(Refused::NotFound(format!(
                         "there is no case {}",
                         input.case_id
                     )))));
@@ -525,10 +574,130 @@ async fn case_change(
                     },
                 )));
             }
-            Effect::Deliver(_) | Effect::Acknowledge { .. } => {}
+            Effect::Deliver(_)
+            | Effect::Acknowledge { .. }
+            | Effect::Accounts(_)
+            | Effect::Warning { .. } => {}
         }
     }
     Ok(None)
+}
+
+/// Checks an append's account events and warning against the store; returns, per reported
+/// event, whether it is new (a resent event is logged again but stored once).
+async fn accounts_check(
+    tx: &mut LedgerTx,
+    a: &Accepted,
+) -> Result<Result<Vec<bool>, Refused>, StoreError> {
+    let mut fresh = Vec::new();
+    for effect in &a.effects {
+        match effect {
+            Effect::Warning {
+                rule,
+                subject,
+                period,
+            } => {
+                if let Some(case) = tx.warning(rule, subject, period).await? {
+                    return Ok(Err(Refused::AlreadyExists(format!(
+                        "warning {rule} for {subject} in {period} was already raised: case {case}"
+                    ))));
+                }
+            }
+            Effect::Accounts(report) => {
+                for e in &report.events {
+                    match tx.event_digest(&report.bank, &e.event_id).await? {
+                        Some(d) if d != e.sha256 => {
+                            return Ok(Err(Refused::AlreadyExists(format!(
+                                "events[{}]: event_id {:?} was already used by {} for a different event; give each event its own id, or resend the same bytes",
+                                e.batch_index,
+                                e.event_id.chars().take(40).collect::<String>(),
+                                report.bank
+                            ))));
+                        }
+                        Some(_) => fresh.push(false),
+                        None => fresh.push(true),
+                    }
+                    if let Some(held) = tx.account(&e.account.account_number).await?
+                        && held.bank != report.bank
+                    {
+                        return Ok(Err(Refused::PermissionDenied(format!(
+                            "events[{}]: account {} is held by {}; only the bank holding an account reports on it",
+                            e.batch_index, e.account.account_number, held.bank
+                        ))));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(Ok(fresh))
+}
+
+/// Stores an append's new account events and its warning, after its entry.
+async fn accounts_write(
+    tx: &mut LedgerTx,
+    a: &Accepted,
+    fresh: &[bool],
+    case_id: &str,
+    index: u64,
+    now: i64,
+) -> Result<(), StoreError> {
+    for effect in &a.effects {
+        match effect {
+            Effect::Warning {
+                rule,
+                subject,
+                period,
+            } => {
+                tx.insert_warning(rule, subject, period, case_id, now)
+                    .await?
+            }
+            Effect::Accounts(report) => {
+                for (e, new) in report.events.iter().zip(fresh) {
+                    if !new {
+                        continue;
+                    }
+                    let mut account = e.account.clone();
+                    if let Some(held) = tx.account(&account.account_number).await? {
+                        if account.opened_on.is_empty() {
+                            account.opened_on = held.opened_on;
+                        }
+                        if account.project_code.is_empty() {
+                            account.project_code = held.project_code;
+                        }
+                        if account.contractor_uscc.is_empty() {
+                            account.contractor_uscc = held.contractor_uscc;
+                        }
+                        if held.status == "closed" && e.kind != "account-opened" {
+                            account.status = held.status;
+                        }
+                    } else if account.opened_on.is_empty() {
+                        account.opened_on =
+                            crate::cases::clock::china_date(e.occurred_at).to_string();
+                    }
+                    tx.upsert_account(&account, index, now).await?;
+                    tx.insert_event(&crate::store::EventRow {
+                        bank: &report.bank,
+                        event_id: &e.event_id,
+                        event_sha256: &e.sha256,
+                        log_index: index,
+                        batch_index: e.batch_index,
+                        batch_size: e.batch_size,
+                        audit_path: &e.audit_path,
+                        account_number: &account.account_number,
+                        kind: e.kind,
+                        occurred_at: e.occurred_at,
+                        amount_fen: e.amount_fen,
+                        payroll_month: &e.payroll_month,
+                        event: &e.bytes,
+                    })
+                    .await?;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 async fn decide(
@@ -579,6 +748,13 @@ async fn decide(
             continue;
         }
         let index = next;
+        let fresh = match accounts_check(tx, a).await? {
+            Ok(fresh) => fresh,
+            Err(e) => {
+                outcomes.push(Err(AppendError::Case(e)));
+                continue;
+            }
+        };
         // A case step is checked first: it may be refused, and it decides the routing.
         let mut change = match case_change(tx, a, index, now.seconds).await? {
             Some(Err(e)) => {
@@ -675,9 +851,29 @@ async fn decide(
                 machine::any_overdue(view),
             )
             .await?;
+            if c.new
+                && let Some(lead) = view.lead.as_ref()
+                && !lead.project_code.is_empty()
+                && let Some(industry) = crate::routing::Lead::from_proto(lead).industry
+            {
+                tx.upsert_project(
+                    &lead.project_code,
+                    &lead.project_name,
+                    &industry,
+                    &lead.region_code,
+                    now.seconds,
+                )
+                .await?;
+            }
             if let Some(reference) = reference {
-                tx.insert_lead_ref(a.submitted_by.as_str(), reference, &view.case_id, index)
-                    .await?;
+                tx.insert_lead_ref(
+                    a.submitted_by.as_str(),
+                    reference,
+                    &view.case_id,
+                    &a.header.payload_sha256,
+                    index,
+                )
+                .await?;
             }
             let mut told: Vec<&str> = Vec::new();
             for r in &routed_to {
@@ -695,9 +891,13 @@ async fn decide(
                     delivered = true;
                 }
                 Effect::Acknowledge { partner, cursor } => tx.acknowledge(partner, *cursor).await?,
-                Effect::OpenCase(_) | Effect::Case(_) => {}
+                Effect::OpenCase(_)
+                | Effect::Case(_)
+                | Effect::Accounts(_)
+                | Effect::Warning { .. } => {}
             }
         }
+        accounts_write(tx, a, &fresh, &case_id, index, now.seconds).await?;
         in_group.insert(key, (header_sha256, receipt_bytes));
         leaves.push(leaf);
         next += 1;

@@ -80,11 +80,7 @@ impl CasesService {
 
     /// Checks a lead and decides where it goes.
     fn route(&self, lead: &pb::Lead) -> Result<Decision, Status> {
-        crate::cases::lead::validate(lead, crate::cases::china_today())
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        self.rules
-            .route(&Lead::from_proto(lead), |id| self.is_active(id))
-            .map_err(|e| Status::failed_precondition(e.to_string()))
+        route_lead(&self.rules, &self.registry, lead)
     }
 
     /// Where a case returned by its holder goes now: the rules again, without the partners that
@@ -269,6 +265,34 @@ impl CasesService {
     }
 }
 
+/// Checks a lead and decides where it goes by the rules.
+pub(crate) fn route_lead(
+    rules: &RuleSet,
+    registry: &Registry,
+    lead: &pb::Lead,
+) -> Result<Decision, Status> {
+    crate::cases::lead::validate(lead, crate::cases::china_today())
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+    rules
+        .route(&Lead::from_proto(lead), |id| {
+            active_kind(registry, id).is_some()
+        })
+        .map_err(|e| Status::failed_precondition(e.to_string()))
+}
+
+/// The case a routed lead opens.
+pub(crate) fn opening(decision: &Decision, lead: &pb::Lead) -> Effect {
+    Effect::OpenCase(Box::new(Opening {
+        lead: without_personal_data(lead),
+        holder: decision.handler.clone(),
+        routing: routing(decision),
+        clocks: decision.clocks,
+        rule_id: decision.rule_id.clone(),
+        rule_version: decision.version,
+        lead_key: machine::lead_key(lead),
+    }))
+}
+
 /// The lead without the reporter's personal data, as cases keep it.
 fn without_personal_data(lead: &pb::Lead) -> pb::Lead {
     pb::Lead {
@@ -415,7 +439,7 @@ fn role(role: Role) -> pb::RoutingRole {
 }
 
 /// The routing of a decision, as receipts and log entries record it.
-fn routing(decision: &Decision) -> Vec<pb::Routing> {
+pub(crate) fn routing(decision: &Decision) -> Vec<pb::Routing> {
     decision
         .recipients
         .iter()
@@ -447,15 +471,7 @@ impl pb::cases_server::Cases for CasesService {
             let decision = self.route(&verified.payload)?;
             let lead = &verified.payload;
             verified.accepted.routed_to = routing(&decision);
-            verified.accepted.effects = vec![Effect::OpenCase(Box::new(Opening {
-                lead: without_personal_data(lead),
-                holder: decision.handler.clone(),
-                routing: routing(&decision),
-                clocks: decision.clocks,
-                rule_id: decision.rule_id.clone(),
-                rule_version: decision.version,
-                lead_key: machine::lead_key(lead),
-            }))];
+            verified.accepted.effects = vec![opening(&decision, lead)];
         }
         super::record(&self.log, verified.accepted).await
     }
@@ -569,7 +585,10 @@ impl pb::cases_server::Cases for CasesService {
         for s in &r.states {
             match pb::CaseState::try_from(*s) {
                 Ok(state) if state != pb::CaseState::Unspecified => {
-                    states.push(machine::state_name(state).to_owned())
+                    let name = machine::state_name(state).to_owned();
+                    if !states.contains(&name) {
+                        states.push(name);
+                    }
                 }
                 _ => {
                     return Err(Status::invalid_argument(format!(

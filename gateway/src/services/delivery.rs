@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use prost::Message;
+use prost::{Message, Name};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tonic::{Request, Response, Status};
@@ -103,20 +103,37 @@ async fn entry_at(
 /// envelope the partner sent, a DELIVERED receipt (the proof of delivery).
 async fn delivery(
     log: &EvidenceLog,
+    partner: &str,
     row: &MailboxRow,
     attempt: u32,
 ) -> Result<pb::MailboxDelivery, Status> {
     let store = log.store();
     let (kind, payload, stored_receipt) = entry_at(store, row.log_index).await?;
     let (envelope, receipt) = match kind {
-        Some(pb::entry_body::Kind::Accepted(a)) => (
-            pb::SignedEnvelope {
-                header: a.header,
-                payload,
-                signatures: a.signatures,
-            },
-            stored_receipt,
-        ),
+        Some(pb::entry_body::Kind::Accepted(a)) => {
+            // A lead carries the reporter's personal data: only its handler gets the payload.
+            // Co-handlers, copies and supervisors get the signed header (which commits to the
+            // payload) and read the lead without personal data with Cases.GetCase.
+            let is_lead = pb::Header::decode(a.header.as_slice())
+                .is_ok_and(|h| h.payload_type == pb::Lead::full_name());
+            let handler = a
+                .routed_to
+                .iter()
+                .any(|r| r.partner_id == partner && r.role == pb::RoutingRole::Handler as i32);
+            let payload = if is_lead && !handler {
+                Vec::new()
+            } else {
+                payload
+            };
+            (
+                pb::SignedEnvelope {
+                    header: a.header,
+                    payload,
+                    signatures: a.signatures,
+                },
+                stored_receipt,
+            )
+        }
         Some(pb::entry_body::Kind::Acknowledged(a)) => {
             let receipt = delivered_receipt(log, &a, row.log_index, stored_receipt).await?;
             (
@@ -255,7 +272,7 @@ async fn feed(feed: Feed) {
                     return;
                 }
             };
-            let message = delivery(&log, row, attempt).await;
+            let message = delivery(&log, &partner, row, attempt).await;
             if out.send(message).await.is_err() {
                 return;
             }

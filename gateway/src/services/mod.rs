@@ -5,6 +5,7 @@
 //! [`VerifiedPartner`]: crate::identity::VerifiedPartner
 
 pub mod audit;
+pub mod banks;
 pub mod cases;
 pub mod convert;
 pub mod delivery;

@@ -2,10 +2,10 @@
 
 use tonic::Status;
 
-use crate::cases::machine::CaseError;
 use crate::envelope::SubmitError;
 use crate::ledger::log::AppendError;
 use crate::ledger::merkle::ProofError;
+use crate::refusal::Refused;
 use crate::store::StoreError;
 
 impl From<SubmitError> for Status {
@@ -33,15 +33,15 @@ impl From<SubmitError> for Status {
     }
 }
 
-impl From<CaseError> for Status {
-    fn from(e: CaseError) -> Self {
+impl From<Refused> for Status {
+    fn from(e: Refused) -> Self {
         let message = e.to_string();
         match e {
-            CaseError::NotFound(_) => Status::not_found(message),
-            CaseError::PermissionDenied(_) => Status::permission_denied(message),
-            CaseError::FailedPrecondition(_) => Status::failed_precondition(message),
-            CaseError::InvalidArgument(_) => Status::invalid_argument(message),
-            CaseError::AlreadyExists(_) => Status::already_exists(message),
+            Refused::NotFound(_) => Status::not_found(message),
+            Refused::PermissionDenied(_) => Status::permission_denied(message),
+            Refused::FailedPrecondition(_) => Status::failed_precondition(message),
+            Refused::InvalidArgument(_) => Status::invalid_argument(message),
+            Refused::AlreadyExists(_) => Status::already_exists(message),
         }
     }
 }

@@ -73,14 +73,15 @@ impl LedgerTx {
         row.as_ref().map(record).transpose()
     }
 
-    /// The open (not closed) case a lead with this key belongs to, if any.
+    /// The case still being handled (not yet resolved) that a lead with this key belongs to.
     pub async fn open_case_with_key(
         &mut self,
         key: &str,
     ) -> Result<Option<CaseRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT c.id, c.opened_index, c.lead_key, c.view FROM cases c \
-             WHERE c.lead_key = $1 AND c.state <> 'CLOSED' ORDER BY c.created_at LIMIT 1",
+             WHERE c.lead_key = $1 AND c.state NOT IN ('RESOLVED', 'FED_BACK', 'CLOSED') \
+             ORDER BY c.created_at LIMIT 1",
         )
         .bind(key)
         .fetch_optional(&mut *self.tx)
@@ -88,20 +89,21 @@ impl LedgerTx {
         row.as_ref().map(record).transpose()
     }
 
-    /// The case a source's earlier lead with this reference belongs to.
+    /// The case a source's earlier lead with this reference belongs to, and that lead's payload
+    /// digest.
     pub async fn lead_ref(
         &mut self,
         source: &str,
         reference: &str,
-    ) -> Result<Option<String>, StoreError> {
+    ) -> Result<Option<(String, Vec<u8>)>, StoreError> {
         let row = sqlx::query(
-            "SELECT case_id FROM lead_refs WHERE source = $1 AND source_reference = $2",
+            "SELECT case_id, payload_sha256 FROM lead_refs WHERE source = $1 AND source_reference = $2",
         )
         .bind(source)
         .bind(reference)
         .fetch_optional(&mut *self.tx)
         .await?;
-        row.map(|r| r.try_get("case_id").map_err(StoreError::from))
+        row.map(|r| Ok((r.try_get("case_id")?, r.try_get("payload_sha256")?)))
             .transpose()
     }
 
@@ -110,14 +112,17 @@ impl LedgerTx {
         source: &str,
         reference: &str,
         case_id: &str,
+        payload_sha256: &[u8],
         log_index: u64,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO lead_refs (source, source_reference, case_id, log_index) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO lead_refs (source, source_reference, case_id, payload_sha256, log_index) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
         )
         .bind(source)
         .bind(reference)
         .bind(case_id)
+        .bind(payload_sha256)
         .bind(log_index as i64)
         .execute(&mut *self.tx)
         .await?;
@@ -199,7 +204,7 @@ impl Store {
     pub async fn due_cases(&self, now: i64, limit: u32) -> Result<Vec<String>, StoreError> {
         let rows = sqlx::query(
             "SELECT id FROM cases WHERE next_due_at IS NOT NULL AND next_due_at <= $1 \
-             ORDER BY next_due_at LIMIT $2",
+             AND state <> 'CLOSED' ORDER BY next_due_at LIMIT $2",
         )
         .bind(now)
         .bind(i64::from(limit))

@@ -6,6 +6,7 @@
 //!
 //! Domain types go in and come out; no sqlx type leaves this module.
 
+mod accounts;
 mod cases;
 mod ledger;
 mod partners;
@@ -20,6 +21,7 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor};
 use thiserror::Error;
 
+pub use accounts::{AccountRow, EventRow};
 pub use cases::{CaseFilter, CaseRecord};
 pub use ledger::{LedgerTx, MailboxRow, PriorEnvelope, StoredCheckpoint, StoredEntry};
 pub use partners::{CertificateRecord, CertificateStatus};

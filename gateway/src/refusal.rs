@@ -1,0 +1,18 @@
+//! Why a domain step (a case action, a letter, an account event) was refused as things stand
+//! when it is logged. Nothing of a refused step is written; each variant is one gRPC status.
+
+use thiserror::Error;
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum Refused {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+}

@@ -1,0 +1,306 @@
+//! `wagelink.v1.Banks`: `PushEvents` takes a bank's signed account events (one per envelope, or
+//! a batch under one signature whose digest is the Merkle tree hash of its events), checks each,
+//! logs the envelope with the events stored once and the account registry updated in the same
+//! transaction, delivers it to the project's district labour-inspection office and industry
+//! authority, and answers each envelope on the stream with its receipt or a per-envelope
+//! rejection. The warning scan raises warning leads from silence on accounts. `Link` is not
+//! built yet (the `unbuilt` layer answers it).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use prost::Message;
+use tonic::{Request, Response, Status, Streaming};
+use wagelink_proto::envelope::EVENT_BATCH_TYPE;
+use wagelink_proto::v1 as pb;
+
+use super::status::store_unavailable;
+use crate::banks::event::{CheckedEvent, check_all};
+use crate::banks::warnings::{self, Warning};
+use crate::envelope::{self, SubmitError};
+use crate::identity::{PartnerId, PartnerStatus, Registry, VerifiedPartner};
+use crate::layers::authenticate::partner;
+use crate::ledger::log::{AccountReport, AppendError, Effect, EvidenceLog};
+use crate::routing::RuleSet;
+
+/// Envelopes of one stream handled at once, ahead of their receipts.
+const STREAM_WINDOW: usize = 64;
+
+#[derive(Clone)]
+pub struct BanksService {
+    registry: Arc<Registry>,
+    log: Arc<EvidenceLog>,
+    max_batch: usize,
+}
+
+impl BanksService {
+    pub fn new(registry: Arc<Registry>, log: Arc<EvidenceLog>, max_batch: usize) -> Self {
+        Self {
+            registry,
+            log,
+            max_batch,
+        }
+    }
+
+    fn active(&self, id: &str) -> bool {
+        id.parse::<PartnerId>()
+            .ok()
+            .and_then(|id| self.registry.partner(&id))
+            .is_some_and(|p| p.status == PartnerStatus::Active)
+    }
+
+    /// `a-{region}|a-500000`: the district's partner where registered, else the city's.
+    fn local(&self, prefix: &str, region: &str) -> Option<String> {
+        [format!("{prefix}-{region}"), format!("{prefix}-500000")]
+            .into_iter()
+            .find(|id| self.active(id))
+    }
+
+    /// Who receives a bank's envelope: for each event, the labour-inspection office of the
+    /// project's district and the authority of the project's industry, when known.
+    async fn recipients(&self, events: &[CheckedEvent]) -> Result<Vec<pb::Routing>, Status> {
+        let mut out: Vec<pb::Routing> = Vec::new();
+        let mut add = |p: Option<String>, role: pb::RoutingRole, rule: &str| {
+            if let Some(p) = p
+                && !out.iter().any(|r| r.partner_id == p)
+            {
+                out.push(pb::Routing {
+                    partner_id: p,
+                    role: role as i32,
+                    rule_id: rule.to_owned(),
+                    rule_version: 0,
+                });
+            }
+        };
+        for e in events {
+            let region = e.account.region.as_str();
+            add(
+                self.local("hrss", region),
+                pb::RoutingRole::Handler,
+                "account-events: district labour inspection",
+            );
+            if e.account.project_code.is_empty() {
+                continue;
+            }
+            let project = self
+                .log
+                .store()
+                .project(&e.account.project_code)
+                .await
+                .map_err(store_unavailable)?;
+            let authority = match project.as_ref().map(|(_, i)| i.as_str()) {
+                Some("housing-municipal") => Some("housing"),
+                Some("transport") => Some("transport"),
+                Some("water") => Some("water"),
+                _ => None,
+            };
+            if let Some(prefix) = authority {
+                add(
+                    self.local(prefix, region),
+                    pb::RoutingRole::CoHandler,
+                    "account-events: industry authority",
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// One pushed envelope checked and made ready for the log.
+    async fn prepare(
+        &self,
+        me: &VerifiedPartner,
+        env: pb::SignedEnvelope,
+    ) -> Result<crate::ledger::log::Accepted, Status> {
+        let now = crate::store::now_unix();
+        let batch = pb::Header::decode(env.header.as_slice())
+            .map(|h| h.payload_type == EVENT_BATCH_TYPE)
+            .unwrap_or(false);
+        let (mut accepted, events) = if batch {
+            let v = envelope::verify::<pb::AccountEventBatch>(&self.registry, me, env, now)
+                .map_err(Status::from)?;
+            (v.accepted, v.payload.events)
+        } else {
+            let v = envelope::verify::<pb::AccountEvent>(&self.registry, me, env, now)
+                .map_err(Status::from)?;
+            let bytes = v.accepted.payload.clone();
+            (v.accepted, vec![bytes])
+        };
+        // A resent envelope goes straight to the log, which answers with the original receipt.
+        let seen = self
+            .log
+            .store()
+            .envelope_seen(me.id.as_str(), &accepted.header.message_id)
+            .await
+            .map_err(store_unavailable)?;
+        if !seen {
+            let checked = check_all(&events, batch, me, self.max_batch)
+                .map_err(|e| Status::from(SubmitError::Append(AppendError::Case(e))))?;
+            let routed = self.recipients(&checked).await?;
+            accepted.effects = routed
+                .iter()
+                .map(|r| Effect::Deliver(r.partner_id.clone()))
+                .collect();
+            accepted.routed_to = routed;
+            accepted
+                .effects
+                .push(Effect::Accounts(Box::new(AccountReport {
+                    bank: me.id.to_string(),
+                    events: checked,
+                })));
+        }
+        Ok(accepted)
+    }
+}
+
+/// The answer to one pushed envelope.
+fn answer(
+    message_id: String,
+    result: Result<pb::SignedEnvelope, Status>,
+) -> pb::PushEventsResponse {
+    let result = match result {
+        Ok(receipt) => pb::push_events_response::Result::Receipt(receipt),
+        Err(status) => pb::push_events_response::Result::Rejected(pb::Rejection {
+            code: status.code() as i32,
+            message: status.message().to_owned(),
+        }),
+    };
+    pb::PushEventsResponse {
+        message_id,
+        result: Some(result),
+    }
+}
+
+/// Serves one PushEvents stream: envelopes are checked concurrently (up to the window), queued
+/// to the log in the order they were sent, and answered in that order as they become durable.
+async fn serve_stream(
+    this: BanksService,
+    me: VerifiedPartner,
+    mut inbound: Streaming<pb::SignedEnvelope>,
+    out: tokio::sync::mpsc::Sender<Result<pb::PushEventsResponse, Status>>,
+) {
+    use futures::stream::FuturesOrdered;
+    type Answer = futures::future::BoxFuture<'static, pb::PushEventsResponse>;
+    let mut preparing = FuturesOrdered::new();
+    let mut appending: FuturesOrdered<Answer> = FuturesOrdered::new();
+    let mut inbound_open = true;
+    loop {
+        if !inbound_open && preparing.is_empty() && appending.is_empty() {
+            return;
+        }
+        let room = preparing.len() + appending.len() < STREAM_WINDOW;
+        tokio::select! {
+            item = inbound.message(), if inbound_open && room => match item {
+                Ok(Some(env)) => {
+                    let this = this.clone();
+                    let me = me.clone();
+                    preparing.push_back(async move {
+                        let message_id = pb::Header::decode(env.header.as_slice())
+                            .map(|h| h.message_id)
+                            .unwrap_or_default();
+                        (message_id, this.prepare(&me, env).await)
+                    });
+                }
+                _ => inbound_open = false,
+            },
+            Some((message_id, prepared)) = preparing.next(), if !preparing.is_empty() => {
+                let answer: Answer = match prepared {
+                    Ok(accepted) => match this.log.enqueue(accepted).await {
+                        Ok(pending) => Box::pin(async move {
+                            let result = pending
+                                .receipt()
+                                .await
+                                .map_err(|e| Status::from(SubmitError::from(e)));
+                            answer(message_id, result)
+                        }),
+                        Err(e) => {
+                            let status = Status::from(SubmitError::from(e));
+                            Box::pin(async move { answer(message_id, Err(status)) })
+                        }
+                    },
+                    Err(status) => Box::pin(async move { answer(message_id, Err(status)) }),
+                };
+                appending.push_back(answer);
+            }
+            Some(response) = appending.next(), if !appending.is_empty() => {
+                if out.send(Ok(response)).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::banks_server::Banks for BanksService {
+    async fn push_events(
+        &self,
+        request: Request<Streaming<pb::SignedEnvelope>>,
+    ) -> Result<Response<tonic::codegen::BoxStream<pb::PushEventsResponse>>, Status> {
+        let me = partner(&request)?.clone();
+        let (out, answers) = tokio::sync::mpsc::channel(STREAM_WINDOW);
+        tokio::spawn(serve_stream(self.clone(), me, request.into_inner(), out));
+        let answers = tokio_stream::wrappers::ReceiverStream::new(answers);
+        Ok(Response::new(Box::pin(answers)))
+    }
+}
+
+/// Runs the early-warning rules every `every` until shutdown; each warning is a lead the
+/// gateway signs itself and routes like any other, at most once per rule, subject and period.
+pub async fn warning_scan(
+    registry: Arc<Registry>,
+    log: Arc<EvidenceLog>,
+    rules: Arc<RuleSet>,
+    every: Duration,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = crate::server::stopped(shutdown.clone()) => return,
+        }
+        let found = match warnings::due(log.store(), crate::cases::china_today()).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(error = %e, "the warning scan could not read accounts; retrying next tick");
+                continue;
+            }
+        };
+        for w in found {
+            if let Err(e) = raise(&registry, &log, &rules, &w).await {
+                tracing::warn!(rule = w.rule, subject = %w.subject, error = %e, "raising a warning lead failed; retrying next tick");
+            }
+        }
+    }
+}
+
+async fn raise(
+    registry: &Registry,
+    log: &EvidenceLog,
+    rules: &RuleSet,
+    w: &Warning,
+) -> Result<(), String> {
+    let decision =
+        super::cases::route_lead(rules, registry, &w.lead).map_err(|s| s.message().to_owned())?;
+    let effects = vec![
+        super::cases::opening(&decision, &w.lead),
+        Effect::Warning {
+            rule: w.rule.to_owned(),
+            subject: w.subject.clone(),
+            period: w.period.clone(),
+        },
+    ];
+    let mut accepted = log.own(&w.lead, "", effects).map_err(|e| e.to_string())?;
+    accepted.routed_to = super::cases::routing(&decision);
+    match log.append(accepted).await {
+        Ok(_) => {
+            tracing::info!(rule = w.rule, subject = %w.subject, period = %w.period, "warning lead raised");
+            Ok(())
+        }
+        // Raised before (by this or another replica): one warning per period.
+        Err(AppendError::Case(crate::refusal::Refused::AlreadyExists(_))) => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
+}

@@ -1,0 +1,306 @@
+//! The account registry, the account events banks reported, projects and raised warnings.
+//! Writes happen inside the evidence log's append transaction, like cases.
+
+use sqlx::Row;
+
+use super::{LedgerTx, Store, StoreError};
+
+/// An account as the registry holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountRow {
+    pub account_number: String,
+    pub bank: String,
+    pub kind: String,
+    pub project_code: String,
+    pub contractor_uscc: String,
+    pub region: String,
+    pub status: String,
+    pub opened_on: String,
+}
+
+/// One event to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRow<'a> {
+    pub bank: &'a str,
+    pub event_id: &'a str,
+    pub event_sha256: &'a [u8],
+    pub log_index: u64,
+    pub batch_index: u32,
+    pub batch_size: u32,
+    pub audit_path: &'a [u8],
+    pub account_number: &'a str,
+    pub kind: &'a str,
+    pub occurred_at: i64,
+    pub amount_fen: i64,
+    pub payroll_month: &'a str,
+    pub event: &'a [u8],
+}
+
+fn account(r: &sqlx::any::AnyRow) -> Result<AccountRow, StoreError> {
+    Ok(AccountRow {
+        account_number: r.try_get("account_number")?,
+        bank: r.try_get("bank")?,
+        kind: r.try_get("kind")?,
+        project_code: r.try_get("project_code")?,
+        contractor_uscc: r.try_get("contractor_uscc")?,
+        region: r.try_get("region")?,
+        status: r.try_get("status")?,
+        opened_on: r.try_get("opened_on")?,
+    })
+}
+
+impl LedgerTx {
+    pub async fn account(&mut self, number: &str) -> Result<Option<AccountRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT account_number, bank, kind, project_code, contractor_uscc, region, status, opened_on \
+             FROM accounts WHERE account_number = $1",
+        )
+        .bind(number)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        row.as_ref().map(account).transpose()
+    }
+
+    /// Registers an account (first event) or updates what a later event says of it.
+    pub async fn upsert_account(
+        &mut self,
+        a: &AccountRow,
+        log_index: u64,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO accounts (account_number, bank, kind, project_code, contractor_uscc, region, status, opened_on, first_index, last_event_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+             ON CONFLICT (account_number) DO UPDATE SET kind = excluded.kind, project_code = excluded.project_code, \
+             contractor_uscc = excluded.contractor_uscc, region = excluded.region, status = excluded.status, \
+             opened_on = excluded.opened_on, last_event_at = excluded.last_event_at",
+        )
+        .bind(a.account_number.as_str())
+        .bind(a.bank.as_str())
+        .bind(a.kind.as_str())
+        .bind(a.project_code.as_str())
+        .bind(a.contractor_uscc.as_str())
+        .bind(a.region.as_str())
+        .bind(a.status.as_str())
+        .bind(a.opened_on.as_str())
+        .bind(log_index as i64)
+        .bind(at)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// The digest of an event a bank already reported under this id.
+    pub async fn event_digest(
+        &mut self,
+        bank: &str,
+        event_id: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let row = sqlx::query(
+            "SELECT event_sha256 FROM account_events WHERE bank = $1 AND event_id = $2",
+        )
+        .bind(bank)
+        .bind(event_id)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        row.map(|r| r.try_get("event_sha256").map_err(StoreError::from))
+            .transpose()
+    }
+
+    pub async fn insert_event(&mut self, e: &EventRow<'_>) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO account_events (bank, event_id, event_sha256, log_index, batch_index, batch_size, audit_path, \
+             account_number, kind, occurred_at, amount_fen, payroll_month, event) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        )
+        .bind(e.bank)
+        .bind(e.event_id)
+        .bind(e.event_sha256)
+        .bind(e.log_index as i64)
+        .bind(i64::from(e.batch_index))
+        .bind(i64::from(e.batch_size))
+        .bind(e.audit_path)
+        .bind(e.account_number)
+        .bind(e.kind)
+        .bind(e.occurred_at)
+        .bind(e.amount_fen)
+        .bind(e.payroll_month)
+        .bind(e.event)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn upsert_project(
+        &mut self,
+        code: &str,
+        name: &str,
+        industry: &str,
+        region: &str,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO projects (project_code, name, industry, region, updated_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (project_code) DO UPDATE SET name = excluded.name, industry = excluded.industry, \
+             region = excluded.region, updated_at = excluded.updated_at",
+        )
+        .bind(code)
+        .bind(name)
+        .bind(industry)
+        .bind(region)
+        .bind(at)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// The case of a warning already raised for this rule, subject and period.
+    pub async fn warning(
+        &mut self,
+        rule: &str,
+        subject: &str,
+        period: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query(
+            "SELECT case_id FROM warnings WHERE rule = $1 AND subject = $2 AND period = $3",
+        )
+        .bind(rule)
+        .bind(subject)
+        .bind(period)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        row.map(|r| r.try_get("case_id").map_err(StoreError::from))
+            .transpose()
+    }
+
+    pub async fn insert_warning(
+        &mut self,
+        rule: &str,
+        subject: &str,
+        period: &str,
+        case_id: &str,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO warnings (rule, subject, period, case_id, raised_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(rule)
+        .bind(subject)
+        .bind(period)
+        .bind(case_id)
+        .bind(at)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+}
+
+impl Store {
+    pub async fn account(&self, number: &str) -> Result<Option<AccountRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT account_number, bank, kind, project_code, contractor_uscc, region, status, opened_on \
+             FROM accounts WHERE account_number = $1",
+        )
+        .bind(number)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(account).transpose()
+    }
+
+    /// Open dedicated wage accounts, for the warning rules.
+    pub async fn open_wage_accounts(&self) -> Result<Vec<AccountRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT account_number, bank, kind, project_code, contractor_uscc, region, status, opened_on \
+             FROM accounts WHERE kind = 'wage-account' AND status = 'open' ORDER BY account_number",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(account).collect()
+    }
+
+    /// Where an event is proven: (log index, index in its batch, batch size, audit path, bytes).
+    pub async fn event_proof(
+        &self,
+        bank: &str,
+        event_id: &str,
+    ) -> Result<Option<(u64, u32, u32, Vec<u8>, Vec<u8>)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT log_index, batch_index, batch_size, audit_path, event FROM account_events WHERE bank = $1 AND event_id = $2",
+        )
+        .bind(bank)
+        .bind(event_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            let n = |c: &str| -> Result<u32, StoreError> {
+                Ok(r.try_get::<i64, _>(c)?.clamp(0, i64::from(u32::MAX)) as u32)
+            };
+            Ok((
+                super::ledger::index(r.try_get("log_index")?),
+                n("batch_index")?,
+                n("batch_size")?,
+                r.try_get("audit_path")?,
+                r.try_get("event")?,
+            ))
+        })
+        .transpose()
+    }
+
+    /// Whether a payroll for `month` (YYYY-MM) was reported paid on the account.
+    pub async fn payroll_paid(&self, account: &str, month: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT 1 AS one FROM account_events WHERE account_number = $1 AND kind = 'payroll-paid' AND payroll_month = $2 LIMIT 1",
+        )
+        .bind(account)
+        .bind(month)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    /// The industry (and name) of a project, when a lead or project record named it.
+    pub async fn project(&self, code: &str) -> Result<Option<(String, String)>, StoreError> {
+        let row = sqlx::query("SELECT name, industry FROM projects WHERE project_code = $1")
+            .bind(code)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok((r.try_get("name")?, r.try_get("industry")?)))
+            .transpose()
+    }
+
+    pub async fn warning_raised(
+        &self,
+        rule: &str,
+        subject: &str,
+        period: &str,
+    ) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT 1 AS one FROM warnings WHERE rule = $1 AND subject = $2 AND period = $3",
+        )
+        .bind(rule)
+        .bind(subject)
+        .bind(period)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    /// The warnings raised for a rule: (subject, period, case id).
+    pub async fn warnings(&self, rule: &str) -> Result<Vec<(String, String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT subject, period, case_id FROM warnings WHERE rule = $1 ORDER BY subject, period",
+        )
+        .bind(rule)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("subject")?,
+                    r.try_get("period")?,
+                    r.try_get("case_id")?,
+                ))
+            })
+            .collect()
+    }
+}
