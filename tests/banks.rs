@@ -348,3 +348,334 @@ async fn events_and_warnings(gw: &TestGateway) {
         .unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied);
 }
+
+/// A bank's own software on its Link stream: answers balance queries with its signature,
+/// refuses payroll queries as not authorised, and counts what it was asked.
+struct BankSide {
+    asked: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    receipts: tokio::sync::mpsc::UnboundedReceiver<pb::LinkAnswerReceipt>,
+}
+
+async fn open_link(gw: &TestGateway, bank: &'static str, answer: bool) -> BankSide {
+    use std::sync::atomic::Ordering;
+    let (up, rx) = tokio::sync::mpsc::unbounded_channel::<pb::BankLinkUp>();
+    up.send(pb::BankLinkUp {
+        msg: Some(pb::bank_link_up::Msg::Hello(pb::LinkHello {
+            capacity: 4,
+            software: "test bank core".into(),
+        })),
+    })
+    .unwrap();
+    let mut down = BanksClient::new(gw.channel_as(bank).await)
+        .link(tokio_stream::wrappers::UnboundedReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (receipts_tx, receipts) = tokio::sync::mpsc::unbounded_channel();
+    let signer = gw.signer(bank);
+    let counter = asked.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(m)) = down.message().await {
+            match m.msg {
+                Some(pb::bank_link_down::Msg::Query(q)) => {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    if !answer {
+                        continue;
+                    }
+                    let env = q.query.unwrap();
+                    let h = pb::Header::decode(env.header.as_slice()).unwrap();
+                    let query = pb::AccountQuery::decode(env.payload.as_slice()).unwrap();
+                    if query.kind() == pb::AccountQueryKind::Payroll {
+                        let _ = up.send(pb::BankLinkUp {
+                            msg: Some(pb::bank_link_up::Msg::Refusal(pb::LinkRefusal {
+                                correlation_id: q.correlation_id,
+                                reason: pb::RefusalReason::NotAuthorised as i32,
+                                message: "payroll lines need the city's approval".into(),
+                            })),
+                        });
+                        continue;
+                    }
+                    let mut header = header(bank);
+                    header.in_reply_to = h.message_id.clone();
+                    header.subject = query.account_number.clone();
+                    let answer = pb::AccountQueryAnswer {
+                        query_message_id: h.message_id,
+                        account_number: query.account_number,
+                        kind: query.kind,
+                        answered_at: None,
+                        result: Some(pb::account_query_answer::Result::Balance(
+                            pb::AccountBalance {
+                                balance_fen: 68_400_000,
+                                available_fen: 68_400_000,
+                                as_of: None,
+                            },
+                        )),
+                    };
+                    let _ = up.send(pb::BankLinkUp {
+                        msg: Some(pb::bank_link_up::Msg::Answer(pb::LinkAnswer {
+                            correlation_id: q.correlation_id,
+                            answer: Some(signer.seal(header, &answer).unwrap()),
+                        })),
+                    });
+                }
+                Some(pb::bank_link_down::Msg::AnswerReceipt(r)) => {
+                    let _ = receipts_tx.send(r);
+                }
+                _ => {}
+            }
+        }
+    });
+    BankSide { asked, receipts }
+}
+
+fn query(
+    gw: &TestGateway,
+    who: &str,
+    account: &str,
+    kind: pb::AccountQueryKind,
+    purpose: Option<pb::account_query::Purpose>,
+) -> pb::SignedEnvelope {
+    let q = pb::AccountQuery {
+        account_number: account.into(),
+        bank_id: String::new(),
+        kind: kind as i32,
+        period: (kind == pb::AccountQueryKind::Payroll)
+            .then(|| pb::account_query::Period::Month("2026-10".into())),
+        purpose,
+    };
+    gw.signer(who).seal(header(who), &q).unwrap()
+}
+
+fn order() -> Option<pb::account_query::Purpose> {
+    Some(pb::account_query::Purpose::InspectionOrderNumber(
+        "江北人社监查〔2026〕9号".into(),
+    ))
+}
+
+async fn ask(
+    gw: &TestGateway,
+    who: &str,
+    env: pb::SignedEnvelope,
+    timeout: Duration,
+) -> Result<pb::AccountQueryResult, tonic::Status> {
+    let mut request = tonic::Request::new(env);
+    request.set_timeout(timeout);
+    wagelink_proto::v1::account_queries_client::AccountQueriesClient::new(gw.channel_as(who).await)
+        .query(request)
+        .await
+        .map(|r| r.into_inner())
+}
+
+#[tokio::test]
+async fn account_queries_are_relayed_to_the_holding_bank() {
+    for db in each_backend().await {
+        let gw = TestGateway::start(db).await;
+        account_queries(&gw).await;
+        gw.stop().await;
+    }
+}
+
+async fn account_queries(gw: &TestGateway) {
+    use std::sync::atomic::Ordering;
+    // Accounts: one of bank-102 in 江北区 (a housing project), one of bank-105.
+    let lead = pb::Lead {
+        channel: pb::LeadChannel::CityApp as i32,
+        lead_type: pb::LeadType::Arrears as i32,
+        region_code: "500105".into(),
+        sector: pb::Sector::Construction as i32,
+        project_industry: pb::Industry::HousingMunicipal as i32,
+        project_code: PROJECT.into(),
+        project_name: "江北区某安置房项目".into(),
+        worker_count: 3,
+        ..Default::default()
+    };
+    let me = "source-national-platform";
+    let env = gw.signer(me).seal(header(me), &lead).unwrap();
+    CasesClient::new(gw.channel_as(me).await)
+        .submit_lead(env)
+        .await
+        .unwrap();
+    let account = "3100021109024777777";
+    let answers = push(
+        gw,
+        BANK,
+        vec![single(
+            gw,
+            BANK,
+            &event("Q-1", account, opened("2026-06-01")),
+        )],
+    )
+    .await;
+    receipt(&answers[0]);
+    let other = "6217000000000000001";
+    let mut e = event("Q-2", other, opened("2026-06-01"));
+    e.bank_id = "bank-105".into();
+    let answers = push(gw, "bank-105", vec![single(gw, "bank-105", &e)]).await;
+    receipt(&answers[0]);
+
+    // bank-105 has no link: UNAVAILABLE at once.
+    let e = ask(
+        gw,
+        "hrss-500105",
+        query(
+            gw,
+            "hrss-500105",
+            other,
+            pb::AccountQueryKind::Balance,
+            order(),
+        ),
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+    assert!(e.message().contains("bank-105"), "{}", e.message());
+
+    // bank-102 keeps two links open; hrss-500105 asks for the balance.
+    let mut first = open_link(gw, BANK, true).await;
+    let second = open_link(gw, BANK, true).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let env = query(
+        gw,
+        "hrss-500105",
+        account,
+        pb::AccountQueryKind::Balance,
+        order(),
+    );
+    let result = ask(gw, "hrss-500105", env.clone(), Duration::from_secs(10))
+        .await
+        .unwrap();
+    let answer = result.answer.unwrap();
+    let h = pb::Header::decode(answer.header.as_slice()).unwrap();
+    assert_eq!(h.sender, BANK);
+    assert_eq!(
+        h.in_reply_to,
+        pb::Header::decode(env.header.as_slice())
+            .unwrap()
+            .message_id
+    );
+    match pb::AccountQueryAnswer::decode(answer.payload.as_slice())
+        .unwrap()
+        .result
+    {
+        Some(pb::account_query_answer::Result::Balance(b)) => assert_eq!(b.balance_fen, 68_400_000),
+        other => panic!("{other:?}"),
+    }
+    let query_receipt = pb::Receipt::decode(result.receipt.unwrap().payload.as_slice()).unwrap();
+    assert_eq!(query_receipt.routed_to[0].partner_id, BANK);
+    // The bank got the gateway's receipt for its answer.
+    let r = tokio::time::timeout(Duration::from_secs(5), first.receipts.recv())
+        .await
+        .ok()
+        .flatten();
+    let r = match r {
+        Some(r) => r,
+        None => panic!("the first link was not used"),
+    };
+    assert!(
+        matches!(r.result, Some(pb::link_answer_receipt::Result::Receipt(_))),
+        "{r:?}"
+    );
+    // The identical envelope again: the same answer, the bank not asked again.
+    let again = ask(gw, "hrss-500105", env, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(again.answer.unwrap(), answer);
+    let asked = first.asked.load(Ordering::SeqCst) + second.asked.load(Ordering::SeqCst);
+    assert_eq!(asked, 1);
+    // Several queries share the two links.
+    for _ in 0..4 {
+        ask(
+            gw,
+            "leading-office-500000",
+            query(
+                gw,
+                "leading-office-500000",
+                account,
+                pb::AccountQueryKind::Balance,
+                order(),
+            ),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    }
+    assert!(first.asked.load(Ordering::SeqCst) >= 2 && second.asked.load(Ordering::SeqCst) >= 2);
+    // The bank's refusal reaches the asker with its code.
+    let e = ask(
+        gw,
+        "hrss-500105",
+        query(
+            gw,
+            "hrss-500105",
+            account,
+            pb::AccountQueryKind::Payroll,
+            order(),
+        ),
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    assert!(e.message().contains("city's approval"), "{}", e.message());
+
+    // Outside the asker's jurisdiction or industry; no purpose; a case without a role.
+    for (who, purpose, code) in [
+        ("hrss-500103", order(), Code::PermissionDenied),
+        ("transport-500000", order(), Code::PermissionDenied),
+        ("hrss-500105", None, Code::InvalidArgument),
+        (
+            "hrss-500105",
+            Some(pb::account_query::Purpose::CaseId(
+                "WL-20260101-000000".into(),
+            )),
+            Code::NotFound,
+        ),
+    ] {
+        let e = ask(
+            gw,
+            who,
+            query(gw, who, account, pb::AccountQueryKind::Balance, purpose),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.code(), code, "{who}: {e:?}");
+    }
+    let e = ask(
+        gw,
+        "bank-105",
+        query(
+            gw,
+            "bank-105",
+            account,
+            pb::AccountQueryKind::Balance,
+            order(),
+        ),
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+
+    // A bank that never answers: DEADLINE_EXCEEDED at the caller's deadline.
+    let silent = open_link(gw, "bank-105", false).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let e = ask(
+        gw,
+        "hrss-500105",
+        query(
+            gw,
+            "hrss-500105",
+            other,
+            pb::AccountQueryKind::Balance,
+            order(),
+        ),
+        Duration::from_millis(800),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code(), Code::DeadlineExceeded, "{e:?}");
+    assert_eq!(silent.asked.load(Ordering::SeqCst), 1);
+}

@@ -96,6 +96,11 @@ pub struct BanksConfig {
     pub max_batch: usize,
     /// How often (milliseconds) the early-warning rules look at the accounts. Default 3600000.
     pub warning_scan_ms: u64,
+    /// Longest (milliseconds) an account query waits for the bank, whatever the caller's
+    /// deadline. Default 30000.
+    pub query_timeout_ms: u64,
+    /// Longest period of a transactions query, in days. Default 366.
+    pub max_query_days: u32,
 }
 
 impl Default for BanksConfig {
@@ -103,6 +108,8 @@ impl Default for BanksConfig {
         Self {
             max_batch: 1000,
             warning_scan_ms: 3_600_000,
+            query_timeout_ms: 30_000,
+            max_query_days: 366,
         }
     }
 }

@@ -1,5 +1,5 @@
-//! Why a domain step (a case action, a letter, an account event) was refused as things stand
-//! when it is logged. Nothing of a refused step is written; each variant is one gRPC status.
+//! Why a domain step (a case action, a letter, an account event, an account query) was refused
+//! as things stand. Nothing of a refused step is written; each variant is one gRPC status.
 
 use thiserror::Error;
 
@@ -15,4 +15,10 @@ pub enum Refused {
     InvalidArgument(String),
     #[error("{0}")]
     AlreadyExists(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    DeadlineExceeded(String),
+    #[error("{0}")]
+    ResourceExhausted(String),
 }

@@ -29,6 +29,7 @@ use crate::layers::unbuilt::Unbuilt;
 use crate::ledger::checkpoint::LogKey;
 use crate::ledger::log::{EvidenceLog, LogKeys};
 use crate::routing::{DEFAULT_RULES, RuleSet};
+use crate::services::accounts::AccountQueriesService;
 use crate::services::audit::AuditService;
 use crate::services::banks::BanksService;
 use crate::services::cases::CasesService;
@@ -239,6 +240,9 @@ pub async fn start(
     health
         .set_serving::<pb::banks_server::BanksServer<BanksService>>()
         .await;
+    health
+        .set_serving::<pb::account_queries_server::AccountQueriesServer<AccountQueriesService>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(wagelink_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -262,12 +266,24 @@ pub async fn start(
         Duration::from_millis(config.banks.warning_scan_ms.max(10)),
         shutdown_rx.clone(),
     ));
+    let links = Arc::new(crate::banks::link::BankLinks::default());
     let banks = pb::banks_server::BanksServer::new(BanksService::new(
         registry.clone(),
         log.clone(),
+        links.clone(),
         config.banks.max_batch.max(1),
+        shutdown_rx.clone(),
     ))
     .max_decoding_message_size(limits.max_message_bytes);
+    let account_queries =
+        pb::account_queries_server::AccountQueriesServer::new(AccountQueriesService::new(
+            registry.clone(),
+            log.clone(),
+            links,
+            Duration::from_millis(config.banks.query_timeout_ms.max(100)),
+            config.banks.max_query_days.clamp(1, 3660) as i32,
+        ))
+        .max_decoding_message_size(limits.max_message_bytes);
     let cases =
         pb::cases_server::CasesServer::new(CasesService::new(registry.clone(), log.clone(), rules))
             .max_decoding_message_size(limits.max_message_bytes);
@@ -314,6 +330,7 @@ pub async fn start(
         .add_service(identity)
         .add_service(cases)
         .add_service(banks)
+        .add_service(account_queries)
         .add_service(delivery)
         .add_service(audit);
     let server = tokio::spawn(async move {

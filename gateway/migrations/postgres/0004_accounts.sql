@@ -58,3 +58,9 @@ CREATE TABLE warnings (
     raised_at   BIGINT NOT NULL,
     PRIMARY KEY (rule, subject, period)
 );
+
+-- Which logged bank answer answers which logged account query (a resent query gets it again).
+CREATE TABLE query_answers (
+    query_index   BIGINT PRIMARY KEY REFERENCES log_entries (idx),
+    answer_index  BIGINT NOT NULL REFERENCES log_entries (idx)
+);

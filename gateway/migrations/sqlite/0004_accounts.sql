@@ -58,3 +58,9 @@ CREATE TABLE warnings (
     raised_at   INTEGER NOT NULL,
     PRIMARY KEY (rule, subject, period)
 );
+
+-- Which logged bank answer answers which logged account query (a resent query gets it again).
+CREATE TABLE query_answers (
+    query_index   INTEGER PRIMARY KEY REFERENCES log_entries (idx),
+    answer_index  INTEGER NOT NULL REFERENCES log_entries (idx)
+);

@@ -3,4 +3,5 @@
 //! silence on an account into a warning lead.
 
 pub mod event;
+pub mod link;
 pub mod warnings;

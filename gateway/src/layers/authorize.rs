@@ -91,6 +91,18 @@ pub const TABLE: &[(&str, Callers)] = &[
     // Banks push events on the accounts they hold, and keep their query link open.
     ("/wagelink.v1.Banks/PushEvents", Callers::Only(&[K::Bank])),
     ("/wagelink.v1.Banks/Link", Callers::Only(&[K::Bank])),
+    // Account queries: labour inspection, the industry authorities and the leading offices
+    // (Decree 724 art. 40); the account's region and industry are checked by the service.
+    (
+        "/wagelink.v1.AccountQueries/Query",
+        Callers::Only(&[
+            K::Hrss,
+            K::Housing,
+            K::Transport,
+            K::Water,
+            K::LeadingOffice,
+        ]),
+    ),
     // Every partner has a mailbox; the mailbox is always the caller's own.
     ("/wagelink.v1.Delivery/Subscribe", Callers::Any),
     ("/wagelink.v1.Delivery/Acknowledge", Callers::Any),
@@ -244,6 +256,17 @@ mod tests {
                 ),
                 ("/wagelink.v1.Banks/PushEvents", kind == K::Bank),
                 ("/wagelink.v1.Banks/Link", kind == K::Bank),
+                (
+                    "/wagelink.v1.AccountQueries/Query",
+                    [
+                        K::Hrss,
+                        K::Housing,
+                        K::Transport,
+                        K::Water,
+                        K::LeadingOffice,
+                    ]
+                    .contains(&kind),
+                ),
                 ("/wagelink.v1.Delivery/Subscribe", true),
                 ("/wagelink.v1.Delivery/Acknowledge", true),
                 ("/wagelink.v1.Audit/GetCheckpoint", true),

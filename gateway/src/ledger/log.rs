@@ -91,6 +91,9 @@ pub enum Effect {
     /// registry updated; refused whole if an event id was used for another event or an account
     /// is held by another bank.
     Accounts(Box<AccountReport>),
+    /// Records that this envelope (a bank's signed answer) answers the query logged at
+    /// `query_index`.
+    Answers { query_index: u64 },
     /// The warning a gateway-made lead raises: at most one per rule, subject and period.
     Warning {
         rule: String,
@@ -577,6 +580,7 @@ async fn case_change(
             Effect::Deliver(_)
             | Effect::Acknowledge { .. }
             | Effect::Accounts(_)
+            | Effect::Answers { .. }
             | Effect::Warning { .. } => {}
         }
     }
@@ -891,6 +895,9 @@ async fn decide(
                     delivered = true;
                 }
                 Effect::Acknowledge { partner, cursor } => tx.acknowledge(partner, *cursor).await?,
+                Effect::Answers { query_index } => {
+                    tx.insert_query_answer(*query_index, index).await?
+                }
                 Effect::OpenCase(_)
                 | Effect::Case(_)
                 | Effect::Accounts(_)

@@ -3,8 +3,8 @@
 //! logs the envelope with the events stored once and the account registry updated in the same
 //! transaction, delivers it to the project's district labour-inspection office and industry
 //! authority, and answers each envelope on the stream with its receipt or a per-envelope
-//! rejection. The warning scan raises warning leads from silence on accounts. `Link` is not
-//! built yet (the `unbuilt` layer answers it).
+//! rejection. `Link` is the bank's query link: queries go down it and the bank's signed answers
+//! come up. The warning scan raises warning leads from silence on accounts.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,29 +17,153 @@ use wagelink_proto::v1 as pb;
 
 use super::status::store_unavailable;
 use crate::banks::event::{CheckedEvent, check_all};
+use crate::banks::link::BankLinks;
 use crate::banks::warnings::{self, Warning};
 use crate::envelope::{self, SubmitError};
 use crate::identity::{PartnerId, PartnerStatus, Registry, VerifiedPartner};
 use crate::layers::authenticate::partner;
 use crate::ledger::log::{AccountReport, AppendError, Effect, EvidenceLog};
+use crate::refusal::Refused;
 use crate::routing::RuleSet;
 
 /// Envelopes of one stream handled at once, ahead of their receipts.
 const STREAM_WINDOW: usize = 64;
 
+/// Queries a link takes at once when its hello names no capacity.
+const DEFAULT_LINK_CAPACITY: u32 = 16;
+
 #[derive(Clone)]
 pub struct BanksService {
     registry: Arc<Registry>,
     log: Arc<EvidenceLog>,
+    links: Arc<BankLinks>,
     max_batch: usize,
+    shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 impl BanksService {
-    pub fn new(registry: Arc<Registry>, log: Arc<EvidenceLog>, max_batch: usize) -> Self {
+    pub fn new(
+        registry: Arc<Registry>,
+        log: Arc<EvidenceLog>,
+        links: Arc<BankLinks>,
+        max_batch: usize,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
         Self {
             registry,
             log,
+            links,
             max_batch,
+            shutdown,
+        }
+    }
+
+    /// A bank's signed answer to a query it was sent: checked, logged, handed to the asker;
+    /// answered on the link with the gateway's receipt or a rejection.
+    async fn answer(&self, me: &VerifiedPartner, a: pb::LinkAnswer) -> pb::LinkAnswerReceipt {
+        let reject = |code: tonic::Code, message: String| pb::LinkAnswerReceipt {
+            correlation_id: a.correlation_id.clone(),
+            result: Some(pb::link_answer_receipt::Result::Rejected(pb::Rejection {
+                code: code as i32,
+                message,
+            })),
+        };
+        let Some(waiting) = self.links.take(me.id.as_str(), &a.correlation_id) else {
+            return reject(
+                tonic::Code::NotFound,
+                format!(
+                    "no query with correlation id {:?} awaits your answer (unknown, answered, or given up by its asker)",
+                    a.correlation_id.chars().take(40).collect::<String>()
+                ),
+            );
+        };
+        let now = crate::store::now_unix();
+        if now > waiting.deadline {
+            waiting.finish(Err(Refused::DeadlineExceeded(
+                "the bank answered after the query's deadline".into(),
+            )));
+            return reject(
+                tonic::Code::FailedPrecondition,
+                "the query's deadline has passed; the answer was discarded".into(),
+            );
+        }
+        let Some(env) = a.answer.clone() else {
+            waiting.finish(Err(Refused::Unavailable(
+                "the bank sent an empty answer".into(),
+            )));
+            return reject(
+                tonic::Code::InvalidArgument,
+                "LinkAnswer.answer is empty".into(),
+            );
+        };
+        let verified = match envelope::verify::<pb::AccountQueryAnswer>(
+            &self.registry,
+            me,
+            env.clone(),
+            now,
+        ) {
+            Ok(v) => v,
+            Err(e) => {
+                let status = Status::from(e);
+                waiting.finish(Err(Refused::Unavailable(format!(
+                    "the bank's answer was refused: {}",
+                    status.message()
+                ))));
+                return reject(status.code(), status.message().to_owned());
+            }
+        };
+        let answer = &verified.payload;
+        let mismatch = if answer.query_message_id != waiting.query_message_id {
+            Some(format!(
+                "query_message_id must be {}",
+                waiting.query_message_id
+            ))
+        } else if verified.accepted.header.in_reply_to != waiting.query_message_id {
+            Some(format!(
+                "Header.in_reply_to must be {}",
+                waiting.query_message_id
+            ))
+        } else if answer.account_number != waiting.account_number {
+            Some(format!("account_number must be {}", waiting.account_number))
+        } else if answer.kind != waiting.kind {
+            Some("kind must be the query's".to_owned())
+        } else if answer.result.is_none() {
+            Some("set the result matching the query's kind".to_owned())
+        } else {
+            None
+        };
+        if let Some(why) = mismatch {
+            waiting.finish(Err(Refused::Unavailable(format!(
+                "the bank's answer did not match the query: {why}"
+            ))));
+            return reject(
+                tonic::Code::InvalidArgument,
+                format!("the answer does not match its query: {why}"),
+            );
+        }
+        let mut accepted = verified.accepted;
+        accepted.routed_to = vec![pb::Routing {
+            partner_id: waiting.asker.clone(),
+            role: pb::RoutingRole::Recipient as i32,
+            rule_id: String::new(),
+            rule_version: 0,
+        }];
+        accepted.effects = vec![Effect::Answers {
+            query_index: waiting.query_index,
+        }];
+        match self.log.append(accepted).await {
+            Ok(receipt) => {
+                waiting.finish(Ok(env));
+                pb::LinkAnswerReceipt {
+                    correlation_id: a.correlation_id,
+                    result: Some(pb::link_answer_receipt::Result::Receipt(receipt)),
+                }
+            }
+            Err(e) => {
+                let status = Status::from(SubmitError::from(e));
+                waiting.finish(Err(Refused::Unavailable(status.message().to_owned())));
+                reject(status.code(), status.message().to_owned())
+            }
         }
     }
 
@@ -243,6 +367,73 @@ impl pb::banks_server::Banks for BanksService {
         let answers = tokio_stream::wrappers::ReceiverStream::new(answers);
         Ok(Response::new(Box::pin(answers)))
     }
+
+    async fn link(
+        &self,
+        request: Request<Streaming<pb::BankLinkUp>>,
+    ) -> Result<Response<tonic::codegen::BoxStream<pb::BankLinkDown>>, Status> {
+        let me = partner(&request)?.clone();
+        let mut up = request.into_inner();
+        let hello = match up.message().await? {
+            Some(pb::BankLinkUp {
+                msg: Some(pb::bank_link_up::Msg::Hello(h)),
+            }) => h,
+            _ => {
+                return Err(Status::failed_precondition(
+                    "the first message on a Link stream must be a hello",
+                ));
+            }
+        };
+        let capacity = match hello.capacity {
+            0 => DEFAULT_LINK_CAPACITY,
+            c => c.min(1000),
+        };
+        let (id, mut queries) = self.links.attach(me.id.as_str(), capacity);
+        tracing::info!(bank = %me.id, link = id, capacity, "bank link opened");
+        let (out, down) =
+            tokio::sync::mpsc::channel::<Result<pb::BankLinkDown, Status>>(capacity as usize + 16);
+        let this = self.clone();
+        tokio::spawn(async move {
+            let end = loop {
+                tokio::select! {
+                    q = queries.recv() => match q {
+                        Some(q) => if out.send(Ok(q)).await.is_err() { break None },
+                        None => break None,
+                    },
+                    msg = up.message() => match msg {
+                        Ok(Some(pb::BankLinkUp { msg: Some(pb::bank_link_up::Msg::Answer(a)) })) => {
+                            let receipt = this.answer(&me, a).await;
+                            let down = pb::BankLinkDown {
+                                msg: Some(pb::bank_link_down::Msg::AnswerReceipt(receipt)),
+                            };
+                            if out.send(Ok(down)).await.is_err() { break None }
+                        }
+                        Ok(Some(pb::BankLinkUp { msg: Some(pb::bank_link_up::Msg::Refusal(r)) })) => {
+                            if let Some(w) = this.links.take(me.id.as_str(), &r.correlation_id) {
+                                w.finish(Err(refusal(&me, &r)));
+                            }
+                        }
+                        Ok(Some(pb::BankLinkUp { msg: Some(pb::bank_link_up::Msg::Pong(_)) })) => {}
+                        Ok(Some(_)) => break Some(Status::failed_precondition(
+                            "a Link stream takes one hello, first; then answers, refusals and pongs",
+                        )),
+                        Ok(None) | Err(_) => break None,
+                    },
+                    _ = crate::server::stopped(this.shutdown.clone()) => break Some(Status::unavailable(
+                        "the gateway is shutting down; reconnect the link with backoff",
+                    )),
+                }
+            };
+            this.links.detach(me.id.as_str(), id);
+            tracing::info!(bank = %me.id, link = id, "bank link closed");
+            if let Some(status) = end {
+                let _ = out.send(Err(status)).await;
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(down),
+        )))
+    }
 }
 
 /// Runs the early-warning rules every `every` until shutdown; each warning is a lead the
@@ -276,6 +467,21 @@ pub async fn warning_scan(
     }
 }
 
+/// A bank's refusal of a query, as the asker receives it.
+fn refusal(bank: &VerifiedPartner, r: &pb::LinkRefusal) -> Refused {
+    let text: String = r.message.chars().take(200).collect();
+    let said = format!("{} refused the query: {text}", bank.id);
+    match pb::RefusalReason::try_from(r.reason).unwrap_or_default() {
+        pb::RefusalReason::UnknownAccount => Refused::NotFound(said),
+        pb::RefusalReason::NotAuthorised => Refused::PermissionDenied(said),
+        pb::RefusalReason::InvalidQuery => Refused::InvalidArgument(said),
+        pb::RefusalReason::OverCapacity => Refused::ResourceExhausted(said),
+        pb::RefusalReason::InternalError | pb::RefusalReason::Unspecified => {
+            Refused::Unavailable(said)
+        }
+    }
+}
+
 async fn raise(
     registry: &Registry,
     log: &EvidenceLog,
@@ -300,7 +506,7 @@ async fn raise(
             Ok(())
         }
         // Raised before (by this or another replica): one warning per period.
-        Err(AppendError::Case(crate::refusal::Refused::AlreadyExists(_))) => Ok(()),
+        Err(AppendError::Case(Refused::AlreadyExists(_))) => Ok(()),
         Err(e) => Err(e.to_string()),
     }
 }

@@ -4,6 +4,7 @@
 //!
 //! [`VerifiedPartner`]: crate::identity::VerifiedPartner
 
+pub mod accounts;
 pub mod audit;
 pub mod banks;
 pub mod cases;

@@ -42,6 +42,9 @@ impl From<Refused> for Status {
             Refused::FailedPrecondition(_) => Status::failed_precondition(message),
             Refused::InvalidArgument(_) => Status::invalid_argument(message),
             Refused::AlreadyExists(_) => Status::already_exists(message),
+            Refused::Unavailable(_) => Status::unavailable(message),
+            Refused::DeadlineExceeded(_) => Status::deadline_exceeded(message),
+            Refused::ResourceExhausted(_) => Status::resource_exhausted(message),
         }
     }
 }

@@ -195,7 +195,34 @@ impl LedgerTx {
     }
 }
 
+impl LedgerTx {
+    pub async fn insert_query_answer(
+        &mut self,
+        query_index: u64,
+        answer_index: u64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO query_answers (query_index, answer_index) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(query_index as i64)
+        .bind(answer_index as i64)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+}
+
 impl Store {
+    /// The log index of the bank answer to the query logged at `query_index`.
+    pub async fn query_answer(&self, query_index: u64) -> Result<Option<u64>, StoreError> {
+        let row = sqlx::query("SELECT answer_index FROM query_answers WHERE query_index = $1")
+            .bind(query_index as i64)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok(super::ledger::index(r.try_get("answer_index")?)))
+            .transpose()
+    }
+
     pub async fn account(&self, number: &str) -> Result<Option<AccountRow>, StoreError> {
         let row = sqlx::query(
             "SELECT account_number, bank, kind, project_code, contractor_uscc, region, status, opened_on \
