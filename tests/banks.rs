@@ -679,3 +679,155 @@ async fn account_queries(gw: &TestGateway) {
     assert_eq!(e.code(), Code::DeadlineExceeded, "{e:?}");
     assert_eq!(silent.asked.load(Ordering::SeqCst), 1);
 }
+
+/// A camt.054 (version 4) as a bank's core would write it: a labour-cost credit and a payroll
+/// batch debit on the project's dedicated account.
+fn camt054(account: &str, amount: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.054.001.04">
+  <BkToCstmrDbtCdtNtfctn>
+    <GrpHdr><MsgId>ICBCCQ-20261127-0001</MsgId><CreDtTm>2026-11-27T18:00:00+08:00</CreDtTm></GrpHdr>
+    <Ntfctn>
+      <Id>N1</Id>
+      <CreDtTm>2026-11-27T18:00:00+08:00</CreDtTm>
+      <Acct><Id><Othr><Id>{account}</Id></Othr></Id><Ccy>CNY</Ccy></Acct>
+      <Ntry>
+        <Amt Ccy="CNY">{amount}</Amt>
+        <CdtDbtInd>CRDT</CdtDbtInd>
+        <Sts>BOOK</Sts>
+        <BookgDt><Dt>2026-11-20</Dt></BookgDt>
+        <ValDt><Dt>2026-11-20</Dt></ValDt>
+        <AcctSvcrRef>CQ20261120A0001</AcctSvcrRef>
+        <BkTxCd><Domn><Cd>PMNT</Cd><Fmly><Cd>RCDT</Cd><SubFmlyCd>DMCT</SubFmlyCd></Fmly></Domn></BkTxCd>
+        <NtryDtls><TxDtls>
+          <RltdPties><Dbtr><Nm>重庆某置业有限公司</Nm></Dbtr></RltdPties>
+          <RmtInf><Ustrd>人工费用 2026年10月</Ustrd></RmtInf>
+        </TxDtls></NtryDtls>
+      </Ntry>
+      <Ntry>
+        <Amt Ccy="CNY">516000.00</Amt>
+        <CdtDbtInd>DBIT</CdtDbtInd>
+        <Sts>BOOK</Sts>
+        <BookgDt><Dt>2026-11-25</Dt></BookgDt>
+        <ValDt><Dt>2026-11-25</Dt></ValDt>
+        <AcctSvcrRef>CQ20261125P0007</AcctSvcrRef>
+        <BkTxCd><Domn><Cd>PMNT</Cd><Fmly><Cd>ICDT</Cd><SubFmlyCd>SALA</SubFmlyCd></Fmly></Domn></BkTxCd>
+        <NtryDtls>
+          <Btch><NbOfTxs>86</NbOfTxs><TtlAmt Ccy="CNY">516000.00</TtlAmt><CdtDbtInd>DBIT</CdtDbtInd></Btch>
+          <TxDtls><RmtInf><Ustrd>代发工资 2026-10</Ustrd></RmtInf></TxDtls>
+        </NtryDtls>
+      </Ntry>
+    </Ntfctn>
+  </BkToCstmrDbtCdtNtfctn>
+</Document>"#
+    )
+}
+
+#[tokio::test]
+async fn the_bank_adapter_turns_a_camt_file_into_events_for_the_district() {
+    use wagelink_adapters::bank::events::{AccountInfo, IngestError, Mapping, ingest};
+    let gw = TestGateway::start(wagelink_tests::TestDb::sqlite().await).await;
+    let account = "3100021109025999999";
+    let mapping = Mapping::new(
+        BANK,
+        vec![AccountInfo {
+            account_number: account.into(),
+            kind: "wage-account".into(),
+            project_code: PROJECT.into(),
+            contractor_uscc: USCC.into(),
+            region_code: "500105".into(),
+            branch_code: "102653000011".into(),
+        }],
+    );
+    let signer = gw.signer(BANK);
+    // A malformed file: refused naming the element; nothing reaches the gateway.
+    let before = gw.running.log.size();
+    let err = ingest(
+        gw.channel_as(BANK).await,
+        &signer,
+        &mapping,
+        &camt054(account, "1,200,000.00"),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, IngestError::Camt(_)), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("Document/BkToCstmrDbtCdtNtfctn/Ntfctn/Ntry[1]/Amt: \"1,200,000.00\""),
+        "{err}"
+    );
+    assert_eq!(
+        gw.running.log.size(),
+        before,
+        "nothing of a refused file is logged"
+    );
+
+    let (receipt, count) = ingest(
+        gw.channel_as(BANK).await,
+        &signer,
+        &mapping,
+        &camt054(account, "1200000.00"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(count, 2);
+    let r = pb::Receipt::decode(receipt.payload.as_slice()).unwrap();
+    assert_eq!(r.routed_to[0].partner_id, "hrss-500105");
+
+    // hrss-500105 receives both events, signed by the bank under one signature.
+    let mut stream = DeliveryClient::new(gw.channel_as("hrss-500105").await)
+        .subscribe(pb::SubscribeRequest {
+            from_cursor: 0,
+            window: 10,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let d = tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let env = d.envelope.unwrap();
+    let batch = pb::AccountEventBatch::decode(env.payload.as_slice()).unwrap();
+    let kinds: Vec<_> = batch
+        .events
+        .iter()
+        .map(|e| {
+            pb::AccountEvent::decode(e.as_slice())
+                .unwrap()
+                .kind
+                .unwrap()
+        })
+        .collect();
+    match (&kinds[0], &kinds[1]) {
+        (Kind::LabourCostCredited(c), Kind::PayrollPaid(p)) => {
+            assert_eq!(c.amount_fen, 120_000_000);
+            assert_eq!(c.payer_name, "重庆某置业有限公司");
+            assert_eq!(
+                (p.payroll_month.as_str(), p.count, p.total_fen),
+                ("2026-10", 86, 51_600_000)
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // The same file again: logged again, its events stored once (the gateway de-duplicates).
+    ingest(
+        gw.channel_as(BANK).await,
+        &signer,
+        &mapping,
+        &camt054(account, "1200000.00"),
+    )
+    .await
+    .unwrap();
+    let store = gw.running.log.store();
+    let (index, ..) = store
+        .event_proof(BANK, "CQ20261125P0007")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(index, r.log_index);
+    assert!(store.payroll_paid(account, "2026-10").await.unwrap());
+    gw.stop().await;
+}

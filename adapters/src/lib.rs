@@ -1,7 +1,9 @@
-//! The wagelink client kit, and (in later work) one adapter per partner kind.
+//! The wagelink client kit, and the adapters that link partner systems to the gateway:
+//! [`bank`] turns a bank's camt files into signed account events.
 //!
 //! Every partner-side program starts here: [`client::Credentials`] reads a partner's
 //! certificate, key and federation CA; [`client::connect`] opens a mutual-TLS channel to the
 //! gateway that every generated wagelink.v1 client can use.
 
+pub mod bank;
 pub mod client;
