@@ -831,3 +831,109 @@ async fn the_bank_adapter_turns_a_camt_file_into_events_for_the_district() {
     assert!(store.payroll_paid(account, "2026-10").await.unwrap());
     gw.stop().await;
 }
+
+/// The bank core's account API, stood in for by a small HTTP server on loopback that speaks its
+/// JSON: the balance of one account; 404 for any other.
+async fn bank_core(account: &'static str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let n = socket.read(&mut buf).await.unwrap_or(0);
+                let request = String::from_utf8_lossy(&buf[..n]).to_string();
+                let path = request.split_whitespace().nth(1).unwrap_or("").to_owned();
+                let (status, body) = if path == format!("/accounts/{account}/balance") {
+                    (
+                        "200 OK",
+                        r#"{"balance_fen": 68400000, "available_fen": 60000000, "as_of": "2026-11-27T18:00:00+08:00"}"#,
+                    )
+                } else {
+                    ("404 Not Found", r#"{"error": "no such account"}"#)
+                };
+                let response = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    format!("http://{address}")
+}
+
+#[tokio::test]
+async fn the_bank_adapter_answers_queries_from_the_bank_core() {
+    use wagelink_adapters::bank::link::{CoreApi, serve_link};
+    let gw = TestGateway::start(wagelink_tests::TestDb::sqlite().await).await;
+    let account = "3100021109025111111";
+    let answers = push(
+        &gw,
+        BANK,
+        vec![single(
+            &gw,
+            BANK,
+            &event("A-1", account, opened("2026-06-01")),
+        )],
+    )
+    .await;
+    receipt(&answers[0]);
+    let mut unknown = event("A-2", "3100021109025222222", opened("2026-06-01"));
+    unknown.event_id = "A-2".into();
+    receipt(&push(&gw, BANK, vec![single(&gw, BANK, &unknown)]).await[0]);
+    let core = CoreApi::from_url(&bank_core(account).await).unwrap();
+    let channel = gw.channel_as(BANK).await;
+    let signer = std::sync::Arc::new(gw.signer(BANK));
+    tokio::spawn(serve_link(channel, signer, BANK.into(), core, 8));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let result = ask(
+        &gw,
+        "hrss-500105",
+        query(
+            &gw,
+            "hrss-500105",
+            account,
+            pb::AccountQueryKind::Balance,
+            order(),
+        ),
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    let answer = result.answer.unwrap();
+    assert_eq!(
+        pb::Header::decode(answer.header.as_slice()).unwrap().sender,
+        BANK
+    );
+    match pb::AccountQueryAnswer::decode(answer.payload.as_slice())
+        .unwrap()
+        .result
+    {
+        Some(pb::account_query_answer::Result::Balance(b)) => {
+            assert_eq!((b.balance_fen, b.available_fen), (68_400_000, 60_000_000));
+            assert!(b.as_of.is_some());
+        }
+        other => panic!("{other:?}"),
+    }
+    // The core does not know the other account: the asker hears NOT_FOUND from the bank.
+    let e = ask(
+        &gw,
+        "hrss-500105",
+        query(
+            &gw,
+            "hrss-500105",
+            "3100021109025222222",
+            pb::AccountQueryKind::Balance,
+            order(),
+        ),
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound, "{e:?}");
+    assert!(e.message().contains("bank-102 refused"), "{}", e.message());
+    gw.stop().await;
+}
