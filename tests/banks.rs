@@ -937,3 +937,161 @@ async fn the_bank_adapter_answers_queries_from_the_bank_core() {
     assert!(e.message().contains("bank-102 refused"), "{}", e.message());
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn each_warning_rule_fires_once_for_its_period() {
+    let gw = TestGateway::start_with(wagelink_tests::TestDb::sqlite().await, |c| {
+        c.banks.warning_scan_ms = 100
+    })
+    .await;
+    let today = wagelink_gateway::cases::china_today();
+    let days_ago = |n: i64| today.checked_sub(jiff::Span::new().days(n)).unwrap();
+    let at = |d: jiff::civil::Date| prost_types::Timestamp {
+        seconds: d
+            .to_zoned(jiff::tz::TimeZone::fixed(jiff::tz::offset(8)))
+            .unwrap()
+            .timestamp()
+            .as_second()
+            + 3600,
+        nanos: 0,
+    };
+    let mut events = Vec::new();
+    // R1: a wage account opened 40 days ago, never credited (and paid, so R2 stays quiet).
+    let mut e = event(
+        "W1-open",
+        "1000000000000000001",
+        opened(&days_ago(40).to_string()),
+    );
+    e.project_code = "P-R1".into();
+    e.occurred_at = Some(at(days_ago(40)));
+    events.push(e);
+    // R3: payrolls of 1,000,000 yuan, an available balance of 100,000 yuan.
+    let account3 = "1000000000000000003";
+    let mut e = event("W3-open", account3, opened(&today.to_string()));
+    e.project_code = "P-R3".into();
+    events.push(e);
+    let mut e = event("W3-credit", account3, credited(10_000_000));
+    e.project_code = "P-R3".into();
+    events.push(e);
+    let mut e = event("W3-pay", account3, payroll("2026-10"));
+    if let Some(Kind::PayrollPaid(p)) = e.kind.as_mut() {
+        p.total_fen = 100_000_000;
+    }
+    e.project_code = "P-R3".into();
+    events.push(e);
+    let mut e = event(
+        "W3-bal",
+        account3,
+        Kind::BalanceReported(pb::account_event::BalanceReported {
+            balance_type: "CLAV".into(),
+            amount_fen: 10_000_000,
+            as_of_date: today.to_string(),
+        }),
+    );
+    e.project_code = "P-R3".into();
+    events.push(e);
+    // R7: a guarantee letter expiring in 10 days; a deposit drawn 30 days ago, not topped up.
+    let deposit = |id: &str, account: &str, kind: Kind, when: jiff::civil::Date| {
+        let mut e = event(id, account, kind);
+        e.account_kind = pb::AccountKind::GuaranteeDeposit as i32;
+        e.project_code = String::new();
+        e.occurred_at = Some(at(when));
+        e
+    };
+    events.push(deposit(
+        "G1",
+        "2000000000000000001",
+        Kind::GuaranteeLetterIssued(pb::account_event::GuaranteeLetterIssued {
+            letter_number: "BH-2026-0099".into(),
+            amount_fen: 50_000_000,
+            valid_from: days_ago(355).to_string(),
+            valid_to: today
+                .checked_add(jiff::Span::new().days(10))
+                .unwrap()
+                .to_string(),
+        }),
+        days_ago(355),
+    ));
+    events.push(deposit(
+        "G2-store",
+        "2000000000000000002",
+        Kind::DepositStored(pb::account_event::DepositStored {
+            amount_fen: 80_000_000,
+        }),
+        days_ago(60),
+    ));
+    events.push(deposit(
+        "G2-draw",
+        "2000000000000000002",
+        Kind::DepositDrawn(pb::account_event::DepositDrawn {
+            amount_fen: 20_000_000,
+            payment_notice_number: "垫付〔2026〕3号".into(),
+            worker_count: 30,
+        }),
+        days_ago(30),
+    ));
+    let envelopes = events.iter().map(|e| single(&gw, BANK, e)).collect();
+    for a in push(&gw, BANK, envelopes).await {
+        receipt(&a);
+    }
+    // R8: three leads about one project from different employers.
+    let me = "source-national-platform";
+    for employer in ["甲", "乙", "丙"] {
+        let lead = pb::Lead {
+            channel: pb::LeadChannel::Hotline as i32,
+            lead_type: pb::LeadType::Arrears as i32,
+            region_code: "500105".into(),
+            project_code: "P-R8".into(),
+            employer_name: format!("重庆{employer}劳务有限公司"),
+            worker_count: 2,
+            ..Default::default()
+        };
+        let env = gw.signer(me).seal(header(me), &lead).unwrap();
+        CasesClient::new(gw.channel_as(me).await)
+            .submit_lead(env)
+            .await
+            .unwrap();
+    }
+    let store = gw.running.log.store();
+    let expected = [("R1", "P-R1"), ("R3", "P-R3"), ("R8", "P-R8")];
+    let mut all = Vec::new();
+    for _ in 0..100 {
+        all.clear();
+        for rule in ["R1", "R3", "R7", "R8"] {
+            for w in store.warnings(rule).await.unwrap() {
+                all.push((rule, w.0, w.1));
+            }
+        }
+        if all.len() >= 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let mut again = Vec::new();
+    for rule in ["R1", "R3", "R7", "R8"] {
+        for w in store.warnings(rule).await.unwrap() {
+            again.push((rule, w.0, w.1));
+        }
+    }
+    assert_eq!(again, all, "a warning is raised once per period");
+    for (rule, subject) in expected {
+        assert!(
+            all.iter().any(|(r, s, _)| *r == rule && s == subject),
+            "{rule}: {all:?}"
+        );
+    }
+    let r7: Vec<_> = all
+        .iter()
+        .filter(|(r, _, _)| *r == "R7")
+        .map(|(_, s, p)| (s.as_str(), p.as_str()))
+        .collect();
+    assert_eq!(r7.len(), 2, "{r7:?}");
+    assert!(r7.contains(&("2000000000000000001", "letter BH-2026-0099")));
+    assert!(
+        r7.iter()
+            .any(|(s, p)| *s == "2000000000000000002" && p.starts_with("drawn "))
+    );
+    assert_eq!(all.len(), 5, "{all:?}");
+    gw.stop().await;
+}

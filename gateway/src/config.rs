@@ -101,6 +101,8 @@ pub struct BanksConfig {
     pub query_timeout_ms: u64,
     /// Longest period of a transactions query, in days. Default 366.
     pub max_query_days: u32,
+    /// Thresholds of the early-warning rules.
+    pub warnings: crate::banks::warnings::WarningRules,
 }
 
 impl Default for BanksConfig {
@@ -110,6 +112,7 @@ impl Default for BanksConfig {
             warning_scan_ms: 3_600_000,
             query_timeout_ms: 30_000,
             max_query_days: 366,
+            warnings: Default::default(),
         }
     }
 }

@@ -263,6 +263,7 @@ pub async fn start(
         registry.clone(),
         log.clone(),
         rules.clone(),
+        config.banks.warnings.clone(),
         Duration::from_millis(config.banks.warning_scan_ms.max(10)),
         shutdown_rx.clone(),
     ));

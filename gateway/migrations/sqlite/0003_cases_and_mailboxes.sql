@@ -14,6 +14,8 @@ CREATE TABLE cases (
     next_due_at     INTEGER,
     -- region, employer and project of the lead, to link the same lead from another source
     lead_key        TEXT,
+    -- the lead's project code ('' when none), for the warning on repeated leads (R8)
+    project_code    TEXT NOT NULL,
     created_at      INTEGER NOT NULL,
     updated_at      INTEGER NOT NULL,
     -- the wagelink.v1.CaseView (lead without the reporter's personal data), as protobuf
@@ -21,6 +23,7 @@ CREATE TABLE cases (
 );
 CREATE INDEX cases_due ON cases (next_due_at);
 CREATE INDEX cases_lead_key ON cases (lead_key);
+CREATE INDEX cases_project ON cases (project_code, created_at);
 CREATE INDEX cases_updated ON cases (updated_at, id);
 
 -- Who may see a case: everyone who ever had a role on it (holder, co-handler, copy, source,

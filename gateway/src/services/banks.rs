@@ -18,7 +18,7 @@ use wagelink_proto::v1 as pb;
 use super::status::store_unavailable;
 use crate::banks::event::{CheckedEvent, check_all};
 use crate::banks::link::BankLinks;
-use crate::banks::warnings::{self, Warning};
+use crate::banks::warnings::{self, Warning, WarningRules};
 use crate::envelope::{self, SubmitError};
 use crate::identity::{PartnerId, PartnerStatus, Registry, VerifiedPartner};
 use crate::layers::authenticate::partner;
@@ -442,6 +442,7 @@ pub async fn warning_scan(
     registry: Arc<Registry>,
     log: Arc<EvidenceLog>,
     rules: Arc<RuleSet>,
+    thresholds: WarningRules,
     every: Duration,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -452,7 +453,8 @@ pub async fn warning_scan(
             _ = tick.tick() => {}
             _ = crate::server::stopped(shutdown.clone()) => return,
         }
-        let found = match warnings::due(log.store(), crate::cases::china_today()).await {
+        let found = match warnings::due(log.store(), crate::cases::china_today(), &thresholds).await
+        {
             Ok(found) => found,
             Err(e) => {
                 tracing::warn!(error = %e, "the warning scan could not read accounts; retrying next tick");

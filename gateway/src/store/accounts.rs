@@ -234,15 +234,82 @@ impl Store {
         row.as_ref().map(account).transpose()
     }
 
-    /// Open dedicated wage accounts, for the warning rules.
-    pub async fn open_wage_accounts(&self) -> Result<Vec<AccountRow>, StoreError> {
+    /// Open accounts of a kind (`wage-account`, `guarantee-deposit`), for the warning rules.
+    pub async fn open_accounts(&self, kind: &str) -> Result<Vec<AccountRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT account_number, bank, kind, project_code, contractor_uscc, region, status, opened_on \
-             FROM accounts WHERE kind = 'wage-account' AND status = 'open' ORDER BY account_number",
+             FROM accounts WHERE kind = $1 AND status = 'open' ORDER BY account_number",
         )
+        .bind(kind)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(account).collect()
+    }
+
+    /// The latest events of some kinds on an account, newest first: (occurred_at, kind, amount,
+    /// event bytes).
+    pub async fn latest_events(
+        &self,
+        account: &str,
+        kinds: &[&str],
+        limit: u32,
+    ) -> Result<Vec<(i64, String, i64, Vec<u8>)>, StoreError> {
+        let mut out: Vec<(i64, String, i64, Vec<u8>)> = Vec::new();
+        for kind in kinds {
+            let rows = sqlx::query(
+                "SELECT occurred_at, kind, amount_fen, event FROM account_events \
+                 WHERE account_number = $1 AND kind = $2 ORDER BY occurred_at DESC LIMIT $3",
+            )
+            .bind(account)
+            .bind(*kind)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+            for r in rows {
+                out.push((
+                    r.try_get("occurred_at")?,
+                    r.try_get("kind")?,
+                    r.try_get("amount_fen")?,
+                    r.try_get("event")?,
+                ));
+            }
+        }
+        out.sort_by_key(|e| std::cmp::Reverse(e.0));
+        out.truncate(limit as usize);
+        Ok(out)
+    }
+
+    /// How many cases were opened since `since` (Unix seconds) for leads naming this project,
+    /// not counting the gateway's own warning leads.
+    pub async fn leads_on_project(
+        &self,
+        project_code: &str,
+        since: i64,
+    ) -> Result<u32, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM cases WHERE project_code = $1 AND created_at >= $2 AND source <> 'gateway'",
+        )
+        .bind(project_code)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get::<i64, _>("n")?.clamp(0, i64::from(u32::MAX)) as u32)
+    }
+
+    /// Projects named by at least one lead since `since`.
+    pub async fn projects_with_leads(
+        &self,
+        since: i64,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT project_code, region FROM cases WHERE project_code <> '' AND created_at >= $1 AND source <> 'gateway'",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("project_code")?, r.try_get("region")?)))
+            .collect()
     }
 
     /// Where an event is proven: (log index, index in its batch, batch size, audit path, bytes).

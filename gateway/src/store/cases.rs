@@ -142,12 +142,12 @@ impl LedgerTx {
         let at = |t: &Option<prost_types::Timestamp>| t.as_ref().map_or(0, |t| t.seconds);
         let sql = if new {
             "INSERT INTO cases (id, opened_index, source, region, state, holder, supervised, overdue, \
-             next_due_at, lead_key, created_at, updated_at, view) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+             next_due_at, lead_key, created_at, updated_at, view, project_code) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
         } else {
             "UPDATE cases SET opened_index = $2, source = $3, region = $4, state = $5, holder = $6, \
              supervised = $7, overdue = $8, next_due_at = $9, lead_key = $10, created_at = $11, \
-             updated_at = $12, view = $13 WHERE id = $1"
+             updated_at = $12, view = $13, project_code = $14 WHERE id = $1"
         };
         sqlx::query(sql)
             .bind(v.case_id.as_str())
@@ -163,6 +163,7 @@ impl LedgerTx {
             .bind(at(&v.created_at))
             .bind(at(&v.updated_at))
             .bind(v.encode_to_vec())
+            .bind(v.lead.as_ref().map_or("", |l| l.project_code.as_str()))
             .execute(&mut *self.tx)
             .await?;
         for (partner, role) in parties {
