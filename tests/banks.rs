@@ -1095,3 +1095,66 @@ async fn each_warning_rule_fires_once_for_its_period() {
     assert_eq!(all.len(), 5, "{all:?}");
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn the_adapter_runner_moves_each_camt_file_to_done_or_failed() {
+    use wagelink_adapters::bank::runner::{AdapterConfig, run_bank};
+    let gw = TestGateway::start(wagelink_tests::TestDb::sqlite().await).await;
+    let dir = tempfile::tempdir().unwrap();
+    let account = "3100021109025333333";
+    let config = format!(
+        r#"
+[gateway]
+address = "{}"
+credentials = "{}"
+
+[bank]
+id = "{BANK}"
+inbox = "inbox"
+poll_ms = 100
+
+[[bank.account]]
+account_number = "{account}"
+kind = "wage-account"
+project_code = "{PROJECT}"
+contractor_uscc = "{USCC}"
+region_code = "500105"
+"#,
+        gw.address().uri,
+        gw.partner_dir(BANK).display()
+    );
+    std::fs::write(dir.path().join("adapter.toml"), config).unwrap();
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    std::fs::write(inbox.join("a-good.xml"), camt054(account, "1200000.00")).unwrap();
+    std::fs::write(inbox.join("b-bad.xml"), camt054(account, "12O0000.00")).unwrap();
+    let config = AdapterConfig::load(&dir.path().join("adapter.toml")).unwrap();
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let runner = tokio::spawn(run_bank(config.gateway, config.bank.unwrap(), stop));
+    let done = inbox.join("done/a-good.xml");
+    let failed = inbox.join("failed/b-bad.xml");
+    for _ in 0..100 {
+        if done.exists() && failed.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        done.exists() && failed.exists(),
+        "{:?}",
+        std::fs::read_dir(&inbox).unwrap().collect::<Vec<_>>()
+    );
+    let reason = std::fs::read_to_string(inbox.join("failed/b-bad.xml.error.txt")).unwrap();
+    assert!(reason.contains("Ntry[1]/Amt"), "{reason}");
+    assert!(
+        gw.running
+            .log
+            .store()
+            .payroll_paid(account, "2026-10")
+            .await
+            .unwrap()
+    );
+    stop_tx.send(true).unwrap();
+    runner.await.unwrap().unwrap();
+    gw.stop().await;
+}

@@ -4,3 +4,4 @@
 pub mod camt;
 pub mod events;
 pub mod link;
+pub mod runner;
