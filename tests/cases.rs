@@ -661,6 +661,13 @@ async fn only_the_roles_on_a_case_may_act_on_it_or_see_it() {
         (v.state(), v.holder.as_str()),
         (pb::CaseState::Transferred, "hrss-500105")
     );
+    // The supervision due date passes to the new holder, still running.
+    let due = v
+        .deadlines
+        .iter()
+        .find(|d| d.kind() == pb::ClockKind::Supervision)
+        .unwrap();
+    assert_eq!((due.partner_id.as_str(), due.met_at), ("hrss-500105", None));
     deny(try_act(&gw, "hrss-500112", &case, sign_for(), "").await);
     gw.stop().await;
 }

@@ -186,6 +186,14 @@ pub async fn start(
     registry: Arc<Registry>,
 ) -> Result<Running, ServeError> {
     install_crypto_provider();
+    // Working-day clocks need next year's official holidays by the time they cross into it.
+    let next_year = crate::cases::china_today().year() + 1;
+    if !crate::cases::calendar::Calendar::official().covers(next_year) {
+        tracing::warn!(
+            year = next_year,
+            "the official holidays of {next_year} are not in gateway/data/holidays-cn: working-day clocks running into {next_year} count only weekends as days off; add {next_year}.json once the State Council publishes the schedule"
+        );
+    }
     let tls = Arc::new(server_config(&config.tls, registry.clone())?);
     let log = EvidenceLog::open(
         store.clone(),

@@ -391,11 +391,25 @@ fn meet(view: &mut pb::CaseView, kinds: &[pb::ClockKind], partner: Option<&str>,
     }
 }
 
-/// Stops every running clock of `partner` (it no longer holds the case).
+/// Stops the running clocks of `partner` as it stops holding the case; a supervision due date
+/// is the case's, not the holder's, and stays running (it passes to the next holder).
 fn stop_all(view: &mut pb::CaseView, partner: &str, now: i64) {
     for d in &mut view.deadlines {
-        if d.met_at.is_none() && d.partner_id == partner {
+        if d.met_at.is_none()
+            && d.partner_id == partner
+            && d.kind != pb::ClockKind::Supervision as i32
+        {
             d.met_at = Some(ts(now));
+        }
+    }
+}
+
+/// Passes the running supervision due date of the old holder to the new one.
+fn hand_over(view: &mut pb::CaseView, old: &str, new: &str) {
+    for d in &mut view.deadlines {
+        if d.met_at.is_none() && d.partner_id == old && d.kind == pb::ClockKind::Supervision as i32
+        {
+            d.partner_id = new.to_owned();
         }
     }
 }
@@ -1292,6 +1306,7 @@ fn apply(
                 }
             }
             let old = view.holder.clone();
+            hand_over(view, &old, &t.to_partner);
             if !old.is_empty() {
                 stop_all(view, &old, now);
             }
@@ -1394,6 +1409,8 @@ fn role_of(r: &pb::Routing) -> pb::RoutingRole {
 
 /// Hands the case to the handler the rules chose for a returned case.
 fn transfer_to(view: &mut pb::CaseView, r: &Reroute, now: i64) -> Vec<pb::Routing> {
+    let old = view.holder.clone();
+    hand_over(view, &old, &r.handler);
     view.holder = r.handler.clone();
     view.region_code = r.region.clone();
     if let Some(lead) = view.lead.as_mut() {
