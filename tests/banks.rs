@@ -422,6 +422,12 @@ async fn open_link(gw: &TestGateway, bank: &'static str, answer: bool) -> BankSi
                 Some(pb::bank_link_down::Msg::AnswerReceipt(r)) => {
                     let _ = receipts_tx.send(r);
                 }
+                // A live bank answers pings; the silent one does not.
+                Some(pb::bank_link_down::Msg::Ping(p)) if answer => {
+                    let _ = up.send(pb::BankLinkUp {
+                        msg: Some(pb::bank_link_up::Msg::Pong(pb::LinkPong { nonce: p.nonce })),
+                    });
+                }
                 _ => {}
             }
         }
@@ -470,7 +476,7 @@ async fn ask(
 #[tokio::test]
 async fn account_queries_are_relayed_to_the_holding_bank() {
     for db in each_backend().await {
-        let gw = TestGateway::start(db).await;
+        let gw = TestGateway::start_with(db, |c| c.banks.link_ping_ms = 500).await;
         account_queries(&gw).await;
         gw.stop().await;
     }
@@ -678,6 +684,45 @@ async fn account_queries(gw: &TestGateway) {
     .unwrap_err();
     assert_eq!(e.code(), Code::DeadlineExceeded, "{e:?}");
     assert_eq!(silent.asked.load(Ordering::SeqCst), 1);
+    // It answers no pings either: after three it is closed, and bank-105 has no link again,
+    // while bank-102's links, which answer them, stay.
+    let mut closed = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let e = ask(
+            gw,
+            "hrss-500105",
+            query(
+                gw,
+                "hrss-500105",
+                other,
+                pb::AccountQueryKind::Balance,
+                order(),
+            ),
+            Duration::from_millis(300),
+        )
+        .await
+        .unwrap_err();
+        if e.code() == Code::Unavailable {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "the silent link was never closed");
+    ask(
+        gw,
+        "hrss-500105",
+        query(
+            gw,
+            "hrss-500105",
+            account,
+            pb::AccountQueryKind::Balance,
+            order(),
+        ),
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
 }
 
 /// A camt.054 (version 4) as a bank's core would write it: a labour-cost credit and a payroll

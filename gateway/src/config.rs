@@ -101,6 +101,9 @@ pub struct BanksConfig {
     pub query_timeout_ms: u64,
     /// Longest period of a transactions query, in days. Default 366.
     pub max_query_days: u32,
+    /// How often (milliseconds) the gateway pings each bank link; a link that answers none of
+    /// three pings is closed. Default 10000.
+    pub link_ping_ms: u64,
     /// Thresholds of the early-warning rules.
     pub warnings: crate::banks::warnings::WarningRules,
 }
@@ -112,6 +115,7 @@ impl Default for BanksConfig {
             warning_scan_ms: 3_600_000,
             query_timeout_ms: 30_000,
             max_query_days: 366,
+            link_ping_ms: 10_000,
             warnings: Default::default(),
         }
     }

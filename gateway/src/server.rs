@@ -281,6 +281,7 @@ pub async fn start(
         log.clone(),
         links.clone(),
         config.banks.max_batch.max(1),
+        Duration::from_millis(config.banks.link_ping_ms.max(10)),
         shutdown_rx.clone(),
     ))
     .max_decoding_message_size(limits.max_message_bytes);

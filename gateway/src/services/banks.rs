@@ -38,6 +38,7 @@ pub struct BanksService {
     log: Arc<EvidenceLog>,
     links: Arc<BankLinks>,
     max_batch: usize,
+    link_ping: Duration,
     shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
@@ -47,6 +48,7 @@ impl BanksService {
         log: Arc<EvidenceLog>,
         links: Arc<BankLinks>,
         max_batch: usize,
+        link_ping: Duration,
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         Self {
@@ -54,6 +56,7 @@ impl BanksService {
             log,
             links,
             max_batch,
+            link_ping,
             shutdown,
         }
     }
@@ -393,9 +396,31 @@ impl pb::banks_server::Banks for BanksService {
         let (out, down) =
             tokio::sync::mpsc::channel::<Result<pb::BankLinkDown, Status>>(capacity as usize + 16);
         let this = self.clone();
+        let every = this.link_ping;
         tokio::spawn(async move {
+            // A ping every `every`; a link that leaves three unanswered is dead.
+            let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            let mut nonce: u64 = 0;
+            let mut unanswered = 0u32;
             let end = loop {
                 tokio::select! {
+                    _ = ping.tick() => {
+                        if unanswered >= 3 {
+                            break Some(Status::unavailable(format!(
+                                "the link answered none of the last 3 pings (every {} ms): closed; its queries go to your other links",
+                                every.as_millis()
+                            )));
+                        }
+                        nonce += 1;
+                        unanswered += 1;
+                        let down = pb::BankLinkDown {
+                            msg: Some(pb::bank_link_down::Msg::Ping(pb::LinkPing {
+                                nonce,
+                                sent_at: Some(crate::ledger::log::now_timestamp()),
+                            })),
+                        };
+                        if out.send(Ok(down)).await.is_err() { break None }
+                    }
                     q = queries.recv() => match q {
                         Some(q) => if out.send(Ok(q)).await.is_err() { break None },
                         None => break None,
@@ -413,7 +438,11 @@ impl pb::banks_server::Banks for BanksService {
                                 w.finish(Err(refusal(&me, &r)));
                             }
                         }
-                        Ok(Some(pb::BankLinkUp { msg: Some(pb::bank_link_up::Msg::Pong(_)) })) => {}
+                        Ok(Some(pb::BankLinkUp { msg: Some(pb::bank_link_up::Msg::Pong(p)) })) => {
+                            if p.nonce == nonce {
+                                unanswered = 0;
+                            }
+                        }
                         Ok(Some(_)) => break Some(Status::failed_precondition(
                             "a Link stream takes one hello, first; then answers, refusals and pongs",
                         )),
