@@ -335,6 +335,17 @@ async fn closed_loop(gw: TestGateway) {
         }),
     )
     .await;
+    // A closed case takes no more steps; its state is told only to those with a role on it.
+    let e = try_act(&gw, "hrss-500112", &case, sign_for(), "")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+    assert!(e.message().contains("CLOSED"), "{}", e.message());
+    let e = try_act(&gw, "hrss-500103", &case, sign_for(), "")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    assert!(!e.message().contains("CLOSED"), "{}", e.message());
     // A sanction is still recorded after closing, and the leading office is told.
     let sanction = act(
         &gw,

@@ -686,6 +686,15 @@ fn apply(
         .as_ref()
         .ok_or_else(|| invalid("action", "set exactly one action (sign_for, progress, …)"))?;
     if before == S::Closed && !matches!(action, A::Sanction(_)) {
+        // Only those with a role learn the case's state.
+        if roles(view, actor).is_empty() {
+            return Err(denied(
+                view,
+                actor,
+                action_name(action),
+                "the partners with a role on it",
+            ));
+        }
         return Err(wrong_state(&id, view, action_name(action)));
     }
     if matches!(action, A::Escalate(_)) != actor.kind.is_none() {
@@ -1020,6 +1029,7 @@ fn apply(
                     pb::ClockKind::Handle,
                     pb::ClockKind::Supervision,
                     pb::ClockKind::FilingReview,
+                    pb::ClockKind::FilingDecision,
                 ],
                 None,
                 now,
@@ -1307,6 +1317,10 @@ fn apply(
             }
             let old = view.holder.clone();
             hand_over(view, &old, &t.to_partner);
+            // Referrals made by the old holder end with its holding: their clocks stop.
+            for target in std::mem::take(&mut view.forwarded_to) {
+                stop_all(view, &target, now);
+            }
             if !old.is_empty() {
                 stop_all(view, &old, now);
             }
