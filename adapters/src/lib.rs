@@ -5,5 +5,8 @@
 //! certificate, key and federation CA; [`client::connect`] opens a mutual-TLS channel to the
 //! gateway that every generated wagelink.v1 client can use.
 
+pub mod agency;
 pub mod bank;
 pub mod client;
+pub mod http;
+pub mod kit;

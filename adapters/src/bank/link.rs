@@ -19,7 +19,6 @@ use std::sync::Arc;
 
 use prost::Message;
 use serde::Deserialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use wagelink_proto::envelope::Signer;
 use wagelink_proto::v1 as pb;
@@ -45,66 +44,6 @@ impl CoreApi {
             address: address.to_owned(),
         })
     }
-}
-
-/// A minimal HTTP/1.1 GET (Content-Length or chunked bodies): returns status and body.
-pub async fn http_get(address: &str, path: &str) -> Result<(u16, Vec<u8>), String> {
-    let mut stream = tokio::net::TcpStream::connect(address)
-        .await
-        .map_err(|e| format!("cannot reach the core API at {address}: {e}"))?;
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
-    );
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut raw = Vec::new();
-    stream
-        .read_to_end(&mut raw)
-        .await
-        .map_err(|e| e.to_string())?;
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("the core API's answer has no header end")?;
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let mut body = raw[split + 4..].to_vec();
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or("the core API's answer has no status")?;
-    let chunked = head
-        .lines()
-        .any(|l| l.to_ascii_lowercase().replace(' ', "") == "transfer-encoding:chunked");
-    if chunked {
-        let mut out = Vec::new();
-        let mut rest = body.as_slice();
-        loop {
-            let line_end = rest
-                .windows(2)
-                .position(|w| w == b"\r\n")
-                .ok_or("a chunk has no size line")?;
-            let size = usize::from_str_radix(
-                String::from_utf8_lossy(&rest[..line_end])
-                    .split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim(),
-                16,
-            )
-            .map_err(|_| "a chunk size is not hexadecimal")?;
-            rest = &rest[line_end + 2..];
-            if size == 0 {
-                break;
-            }
-            out.extend_from_slice(rest.get(..size).ok_or("a chunk is cut short")?);
-            rest = rest.get(size + 2..).unwrap_or_default();
-        }
-        body = out;
-    }
-    Ok((status, body))
 }
 
 #[derive(Deserialize)]
@@ -217,7 +156,7 @@ async fn ask_core(
             ));
         }
     };
-    let (status, body) = http_get(&core.address, &path)
+    let (status, body) = crate::http::request(&core.address, "GET", &path, None)
         .await
         .map_err(|e| (pb::RefusalReason::InternalError, e))?;
     if status != 200 {

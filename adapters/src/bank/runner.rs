@@ -69,6 +69,7 @@ fn capacity() -> u32 {
 pub struct AdapterConfig {
     pub gateway: GatewayConfig,
     pub bank: Option<BankConfig>,
+    pub agency: Option<crate::agency::AgencyConfig>,
 }
 
 impl AdapterConfig {
@@ -85,6 +86,9 @@ impl AdapterConfig {
             }
         };
         rel(&mut c.gateway.credentials);
+        if let Some(a) = c.agency.as_mut() {
+            rel(&mut a.state_dir);
+        }
         if let Some(b) = c.bank.as_mut() {
             rel(&mut b.inbox);
             if let Some(p) = b.done.as_mut() {

@@ -1,5 +1,6 @@
-//! `wagelink-adapter <config.toml>`: runs the adapters a configuration file names (today: the
-//! bank adapter, `[bank]`). See adapters/src/bank/README.md for the file.
+//! `wagelink-adapter <config.toml>`: runs the adapter a configuration file names: the bank
+//! adapter (`[bank]`, adapters/src/bank/README.md) or the agency adapter (`[agency]`,
+//! adapters/src/agency/README.md).
 
 #[tokio::main]
 async fn main() {
@@ -20,11 +21,18 @@ async fn main() {
         let _ = tokio::signal::ctrl_c().await;
         let _ = stop_tx.send(true);
     });
-    let Some(bank) = config.bank else {
-        eprintln!("wagelink-adapter: {path} names no adapter (add a [bank] section)");
-        std::process::exit(2);
+    let result = match (config.bank, config.agency) {
+        (Some(bank), None) => {
+            wagelink_adapters::bank::runner::run_bank(config.gateway, bank, stop).await
+        }
+        (None, Some(agency)) => {
+            wagelink_adapters::agency::run_agency(config.gateway, agency, stop).await
+        }
+        _ => Err(format!(
+            "{path} must name exactly one adapter: a [bank] or an [agency] section"
+        )),
     };
-    if let Err(e) = wagelink_adapters::bank::runner::run_bank(config.gateway, bank, stop).await {
+    if let Err(e) = result {
         eprintln!("wagelink-adapter: {e}");
         std::process::exit(1);
     }

@@ -1,0 +1,183 @@
+//! The agency adapter (labour inspection, housing, transport, water): every message in the
+//! agency's mailbox is POSTed as JSON to the agency's webhook, retried until the webhook answers
+//! 2xx, recorded as handed over, then acknowledged — so while the webhook is down deliveries
+//! wait, and after it comes back (or after the adapter restarts) each arrives once.
+//!
+//! The webhook body (one message):
+//!
+//! ```json
+//! {"message_id": "…", "sender": "source-national-platform", "payload_type": "wagelink.v1.Lead",
+//!  "case_id": "WL-20261128-000042", "in_reply_to": "", "created_at": 1795843581,
+//!  "cursor": 7, "action": "",
+//!  "envelope_base64": "…", "receipt_base64": "…"}
+//! ```
+//!
+//! `envelope_base64` is the `wagelink.v1.SignedEnvelope` exactly as its sender signed it (its
+//! payload may be empty for a lead the agency co-handles: read the lead with `Cases.GetCase`);
+//! `receipt_base64` the gateway's signed receipt; `action` names the step of a
+//! `wagelink.v1.CaseAction` (`sign_for`, `resolve`, …). See README.md beside this file.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use prost::{Message, Name};
+use serde::Deserialize;
+use wagelink_proto::envelope::Signer;
+use wagelink_proto::v1 as pb;
+
+use crate::client::{self, Credentials, GatewayAddress};
+use crate::kit::{MailboxEnd, Seen, run_mailbox};
+
+/// `[agency]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgencyConfig {
+    /// The agency's partner id, e.g. `hrss-500112`.
+    pub id: String,
+    /// `http://host:port/path` of the agency system's webhook.
+    pub webhook: String,
+    /// Folder for the adapter's state (the record of messages handed over).
+    pub state_dir: PathBuf,
+}
+
+/// The JSON the webhook receives for one message.
+pub fn webhook_body(d: &pb::MailboxDelivery) -> Result<Vec<u8>, String> {
+    let env = d.envelope.as_ref().ok_or("the delivery has no envelope")?;
+    let h = pb::Header::decode(env.header.as_slice()).map_err(|e| e.to_string())?;
+    let action = if h.payload_type == pb::CaseAction::full_name() {
+        pb::CaseAction::decode(env.payload.as_slice())
+            .ok()
+            .and_then(|a| a.action)
+            .map(|a| {
+                use pb::case_action::Action as A;
+                match a {
+                    A::SignFor(_) => "sign_for",
+                    A::Progress(_) => "progress",
+                    A::ReturnCase(_) => "return_case",
+                    A::Forward(_) => "forward",
+                    A::Resolve(_) => "resolve",
+                    A::Feedback(_) => "feedback",
+                    A::Close(_) => "close",
+                    A::FilingDecision(_) => "filing_decision",
+                    A::Supervise(_) => "supervise",
+                    A::Sanction(_) => "sanction",
+                    A::Transfer(_) => "transfer",
+                    A::Escalate(_) => "escalate",
+                }
+            })
+            .unwrap_or("")
+    } else {
+        ""
+    };
+    let receipt = d
+        .receipt
+        .as_ref()
+        .map(|r| r.encode_to_vec())
+        .unwrap_or_default();
+    let case_id = d
+        .receipt
+        .as_ref()
+        .and_then(|r| pb::Receipt::decode(r.payload.as_slice()).ok())
+        .map(|r| r.case_id)
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| h.subject.clone());
+    let body = serde_json::json!({
+        "message_id": h.message_id,
+        "sender": h.sender,
+        "payload_type": h.payload_type,
+        "case_id": case_id,
+        "in_reply_to": h.in_reply_to,
+        "created_at": h.created_at.map(|t| t.seconds).unwrap_or_default(),
+        "cursor": d.cursor,
+        "action": action,
+        "envelope_base64": B64.encode(env.encode_to_vec()),
+        "receipt_base64": B64.encode(receipt),
+    });
+    serde_json::to_vec(&body).map_err(|e| e.to_string())
+}
+
+/// POSTs one message to the webhook; Ok on 2xx.
+pub async fn post(webhook: &str, d: &pb::MailboxDelivery) -> Result<(), String> {
+    let (address, path) = crate::http::split_url(webhook)?;
+    let body = webhook_body(d)?;
+    let (status, _) = crate::http::request(&address, "POST", &path, Some(&body)).await?;
+    if (200..300).contains(&status) {
+        Ok(())
+    } else {
+        Err(format!("the webhook answered {status}"))
+    }
+}
+
+/// Runs the agency adapter until `stop` resolves: mailbox → webhook, exactly once per message
+/// while the adapter's state folder is kept.
+pub async fn run_agency(
+    gateway: crate::bank::runner::GatewayConfig,
+    agency: AgencyConfig,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), String> {
+    let credentials = Credentials::from_dir(&gateway.credentials).map_err(|e| e.to_string())?;
+    let signer = Signer::from_pem(&credentials.cert_pem, &credentials.key_pem)
+        .map_err(|e| format!("the agency's certificate cannot sign: {e}"))?;
+    let mut seen = Seen::open(&agency.state_dir.join("handed-over.txt"))
+        .map_err(|e| format!("cannot read the adapter's state: {e}"))?;
+    let address = GatewayAddress {
+        uri: gateway.address.clone(),
+        server_name: gateway.server_name.clone(),
+    };
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let end = match client::connect(&address, &credentials).await {
+            Ok(channel) => {
+                let webhook = agency.webhook.clone();
+                let run = run_mailbox(channel, &signer, &agency.id, &mut seen, |d| {
+                    let webhook = webhook.clone();
+                    async move { post(&webhook, &d).await }
+                });
+                tokio::select! {
+                    end = run => Some(end),
+                    _ = stop.wait_for(|s| *s) => return Ok(()),
+                }
+            }
+            Err(e) => {
+                eprintln!("wagelink-adapter: cannot reach the gateway ({e})");
+                None
+            }
+        };
+        if let Some(MailboxEnd::Handler { reason, delivery }) = end {
+            // The webhook is down: keep this message and retry it, without a stream open (so
+            // no delivery attempts are spent), until the webhook takes it.
+            eprintln!("wagelink-adapter: the webhook refused a message ({reason}); retrying");
+            let id = delivery
+                .envelope
+                .as_ref()
+                .and_then(|e| pb::Header::decode(e.header.as_slice()).ok())
+                .map(|h| h.message_id)
+                .unwrap_or_default();
+            let mut wait = Duration::from_millis(200);
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop.wait_for(|s| *s) => return Ok(()),
+                }
+                if post(&agency.webhook, &delivery).await.is_ok() {
+                    seen.insert(&id)
+                        .map_err(|e| format!("cannot record a message as handed over: {e}"))?;
+                    break;
+                }
+                wait = (wait * 2).min(Duration::from_secs(30));
+            }
+            backoff = Duration::from_millis(200);
+            continue;
+        }
+        if let Some(MailboxEnd::Seen(e)) = end {
+            return Err(format!("cannot record a message as handed over: {e}"));
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.wait_for(|s| *s) => return Ok(()),
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}

@@ -1,0 +1,180 @@
+//! What every partner-side program needs beside the connection: a durable record of the
+//! messages already handed to the partner's system (so a redelivery after a crash or a
+//! reconnect is acknowledged, not handled twice), and the mailbox loop that subscribes, hands
+//! each new message over, records it and acknowledges it.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use prost::Message;
+use wagelink_proto::envelope::{Signer, sha256};
+use wagelink_proto::v1 as pb;
+
+/// Message ids already handed over, kept in a file (one id per line, appended and synced
+/// before the acknowledgement is sent), so they survive a restart.
+pub struct Seen {
+    path: PathBuf,
+    ids: HashSet<String>,
+}
+
+impl Seen {
+    pub fn open(path: &Path) -> std::io::Result<Self> {
+        let ids = match std::fs::read_to_string(path) {
+            Ok(text) => text.lines().map(str::to_owned).collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashSet::new(),
+            Err(e) => return Err(e),
+        };
+        Ok(Self {
+            path: path.to_owned(),
+            ids,
+        })
+    }
+
+    pub fn contains(&self, message_id: &str) -> bool {
+        self.ids.contains(message_id)
+    }
+
+    /// Records a message id durably.
+    pub fn insert(&mut self, message_id: &str) -> std::io::Result<()> {
+        if self.ids.contains(message_id) {
+            return Ok(());
+        }
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        writeln!(f, "{message_id}")?;
+        f.sync_data()?;
+        self.ids.insert(message_id.to_owned());
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+/// The signed acknowledgement of one delivery.
+pub fn acknowledgement(
+    signer: &Signer,
+    partner_id: &str,
+    delivery: &pb::MailboxDelivery,
+) -> Result<pb::SignedEnvelope, String> {
+    let env = delivery
+        .envelope
+        .as_ref()
+        .ok_or("the delivery has no envelope")?;
+    let header = pb::Header::decode(env.header.as_slice()).map_err(|e| e.to_string())?;
+    let ack = pb::Acknowledgement {
+        message_id: header.message_id,
+        cursor: delivery.cursor,
+        header_sha256: sha256(&env.header).to_vec(),
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default();
+    signer
+        .seal(
+            pb::Header {
+                message_id: uuid::Uuid::new_v4().to_string(),
+                sender: partner_id.to_owned(),
+                created_at: Some(prost_types::Timestamp {
+                    seconds: now,
+                    nanos: 0,
+                }),
+                ..Default::default()
+            },
+            &ack,
+        )
+        .map_err(|e| e.to_string())
+}
+
+/// Why the mailbox loop stopped.
+#[derive(Debug)]
+pub enum MailboxEnd {
+    /// The stream ended or failed: reconnect with backoff.
+    Stream(tonic::Status),
+    /// The handler could not hand this message over; it stays unacknowledged. Retry handing it
+    /// over outside the stream (no delivery attempts are spent meanwhile), record it as seen,
+    /// then subscribe again.
+    Handler {
+        reason: String,
+        delivery: Box<pb::MailboxDelivery>,
+    },
+    /// The seen-file could not be written.
+    Seen(std::io::Error),
+}
+
+/// Subscribes to the partner's mailbox and hands each message not seen before to `hand_over`
+/// (which returns once the partner's system has it); records it as seen, then acknowledges it.
+/// A message already seen (redelivered after a crash between hand-over and acknowledgement) is
+/// only acknowledged. Returns when the stream ends or a hand-over fails.
+pub async fn run_mailbox<F, Fut>(
+    channel: tonic::transport::Channel,
+    signer: &Signer,
+    partner_id: &str,
+    seen: &mut Seen,
+    mut hand_over: F,
+) -> MailboxEnd
+where
+    F: FnMut(pb::MailboxDelivery) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let mut delivery = pb::delivery_client::DeliveryClient::new(channel);
+    let mut stream = match delivery
+        .subscribe(pb::SubscribeRequest {
+            from_cursor: 0,
+            window: 16,
+        })
+        .await
+    {
+        Ok(s) => s.into_inner(),
+        Err(s) => return MailboxEnd::Stream(s),
+    };
+    loop {
+        let d = match stream.message().await {
+            Ok(Some(d)) => d,
+            Ok(None) => {
+                return MailboxEnd::Stream(tonic::Status::unavailable("the mailbox stream ended"));
+            }
+            Err(s) => return MailboxEnd::Stream(s),
+        };
+        let message_id = d
+            .envelope
+            .as_ref()
+            .and_then(|e| pb::Header::decode(e.header.as_slice()).ok())
+            .map(|h| h.message_id)
+            .unwrap_or_default();
+        if !seen.contains(&message_id) {
+            if let Err(reason) = hand_over(d.clone()).await {
+                return MailboxEnd::Handler {
+                    reason,
+                    delivery: Box::new(d),
+                };
+            }
+            if let Err(e) = seen.insert(&message_id) {
+                return MailboxEnd::Seen(e);
+            }
+        }
+        let ack = match acknowledgement(signer, partner_id, &d) {
+            Ok(a) => a,
+            Err(e) => {
+                return MailboxEnd::Stream(tonic::Status::internal(format!(
+                    "cannot sign the acknowledgement: {e}"
+                )));
+            }
+        };
+        if let Err(s) = delivery.acknowledge(ack).await {
+            return MailboxEnd::Stream(s);
+        }
+    }
+}
