@@ -116,6 +116,7 @@ fn start(
         id: AGENCY.into(),
         webhook: hook.url.clone(),
         state_dir: state.to_owned(),
+        rest_listen: None,
     };
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     (stop_tx, tokio::spawn(run_agency(gateway, agency, stop)))
@@ -220,5 +221,117 @@ async fn webhook_deliveries_wait_for_the_webhook_and_arrive_once_across_restarts
         !matches!(rest, Ok(Ok(Some(_)))),
         "a message stayed unacknowledged: {left:?}"
     );
+    gw.stop().await;
+}
+
+/// One HTTP request to the adapter's REST API: (status, JSON).
+async fn call(
+    address: &str,
+    path: &str,
+    key: Option<&str>,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(address).await.unwrap();
+    let key = key
+        .map(|k| format!("Idempotency-Key: {k}\r\n"))
+        .unwrap_or_default();
+    s.write_all(
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: {address}\r\n{key}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = text.split("\r\n\r\n").nth(1).unwrap();
+    (status, serde_json::from_str(body).unwrap())
+}
+
+#[tokio::test]
+async fn the_rest_api_takes_case_steps_once_per_idempotency_key() {
+    use wagelink_adapters::agency::rest::{Rest, bind, serve};
+    let gw = TestGateway::start(TestDb::sqlite().await).await;
+    let state = tempfile::tempdir().unwrap();
+    let me = "source-national-platform";
+    let l = pb::Lead {
+        channel: pb::LeadChannel::NationalPlatform as i32,
+        lead_type: pb::LeadType::Arrears as i32,
+        region_code: "500112".into(),
+        employer_name: "重庆接口测试有限公司".into(),
+        worker_count: 4,
+        ..Default::default()
+    };
+    let env = gw.signer(me).seal(header(me), &l).unwrap();
+    let r = CasesClient::new(gw.channel_as(me).await)
+        .submit_lead(env)
+        .await
+        .unwrap()
+        .into_inner()
+        .receipt
+        .unwrap();
+    let case = pb::Receipt::decode(r.payload.as_slice()).unwrap().case_id;
+    let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let api = Arc::new(Rest {
+        agency_id: AGENCY.into(),
+        signer: gw.signer(AGENCY),
+        channel: gw.channel_as(AGENCY).await,
+        state_dir: state.path().to_owned(),
+    });
+    tokio::spawn(serve(api, listener));
+    assert!(
+        bind("0.0.0.0:0".parse().unwrap()).await.is_err(),
+        "loopback only"
+    );
+
+    let path = format!("/cases/{case}/sign-for");
+    let (status, first) = call(&address, &path, Some("k-1"), r#"{"note": "监察一科"}"#).await;
+    assert_eq!(status, 200, "{first}");
+    // The same request again (a retry after a timeout): the same receipt, one step.
+    let (status, again) = call(&address, &path, Some("k-1"), r#"{"note": "监察一科"}"#).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(first["log_index"], again["log_index"]);
+    // Without the key a second sign-for is a second step, refused by the case's state.
+    let (status, refused) = call(&address, &path, None, "{}").await;
+    assert_eq!(status, 412, "{refused}");
+    assert!(
+        refused["error"].as_str().unwrap().contains("SIGNED_FOR"),
+        "{refused}"
+    );
+    let (status, bad) = call(
+        &address,
+        &format!("/cases/{case}/resolve"),
+        None,
+        r#"{"conclusion": "paid-somehow", "channel": "mediation"}"#,
+    )
+    .await;
+    assert_eq!(status, 400, "{bad}");
+    assert!(
+        bad["error"].as_str().unwrap().contains("conclusion"),
+        "{bad}"
+    );
+    let (status, ok) = call(
+        &address,
+        &format!("/cases/{case}/resolve"),
+        Some("k-2"),
+        r#"{"conclusion": "arrears-paid", "channel": "mediation", "amount_recovered_fen": 1200000, "workers_paid": 4, "resolved_on": "2026-11-27", "summary": "调解后支付"}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{ok}");
+    let v = CasesClient::new(gw.channel_as(AGENCY).await)
+        .get_case(pb::GetCaseRequest {
+            case_id: case.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(v.state(), pb::CaseState::Resolved);
+    assert_eq!(v.history.len(), 3, "lead, one sign-for, resolve");
     gw.stop().await;
 }

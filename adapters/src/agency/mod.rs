@@ -27,6 +27,8 @@ use serde::Deserialize;
 use wagelink_proto::envelope::Signer;
 use wagelink_proto::v1 as pb;
 
+pub mod rest;
+
 use crate::client::{self, Credentials, GatewayAddress};
 use crate::kit::{MailboxEnd, Seen, run_mailbox};
 
@@ -38,8 +40,10 @@ pub struct AgencyConfig {
     pub id: String,
     /// `http://host:port/path` of the agency system's webhook.
     pub webhook: String,
-    /// Folder for the adapter's state (the record of messages handed over).
+    /// Folder for the adapter's state (the record of messages handed over, kept requests).
     pub state_dir: PathBuf,
+    /// Where the local REST API listens (loopback only), e.g. `127.0.0.1:9100`. Unset: no API.
+    pub rest_listen: Option<std::net::SocketAddr>,
 }
 
 /// The JSON the webhook receives for one message.
@@ -126,6 +130,25 @@ pub async fn run_agency(
         uri: gateway.address.clone(),
         server_name: gateway.server_name.clone(),
     };
+    if let Some(listen) = agency.rest_listen {
+        let listener = rest::bind(listen).await?;
+        let channel = client::connect(&address, &credentials)
+            .await
+            .map_err(|e| format!("cannot reach the gateway for the REST API: {e}"))?;
+        let api = std::sync::Arc::new(rest::Rest {
+            agency_id: agency.id.clone(),
+            signer: Signer::from_pem(&credentials.cert_pem, &credentials.key_pem)
+                .map_err(|e| e.to_string())?,
+            channel,
+            state_dir: agency.state_dir.clone(),
+        });
+        let server = tokio::spawn(rest::serve(api, listener));
+        let mut stop = stop.clone();
+        tokio::spawn(async move {
+            let _ = stop.wait_for(|s| *s).await;
+            server.abort();
+        });
+    }
     let mut backoff = Duration::from_millis(200);
     loop {
         let end = match client::connect(&address, &credentials).await {
