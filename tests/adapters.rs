@@ -114,9 +114,11 @@ fn start(
     };
     let agency = AgencyConfig {
         id: AGENCY.into(),
-        webhook: hook.url.clone(),
+        webhook: Some(hook.url.clone()),
+        package_dir: None,
         state_dir: state.to_owned(),
         rest_listen: None,
+        document_store: None,
     };
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     (stop_tx, tokio::spawn(run_agency(gateway, agency, stop)))
@@ -283,6 +285,7 @@ async fn the_rest_api_takes_case_steps_once_per_idempotency_key() {
         signer: gw.signer(AGENCY),
         channel: gw.channel_as(AGENCY).await,
         state_dir: state.path().to_owned(),
+        document_store: None,
     });
     tokio::spawn(serve(api, listener));
     assert!(
@@ -333,5 +336,156 @@ async fn the_rest_api_takes_case_steps_once_per_idempotency_key() {
         .into_inner();
     assert_eq!(v.state(), pb::CaseState::Resolved);
     assert_eq!(v.history.len(), 3, "lead, one sign-for, resolve");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_criminal_referral_becomes_a_police_package_whose_digests_match_its_files() {
+    use wagelink_adapters::agency::rest::{Rest, bind, serve};
+    let gw = TestGateway::start(TestDb::sqlite().await).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("document-store");
+    let packages = tmp.path().join("police-packages");
+    // The referring labour-inspection office's files.
+    let letter = tmp.path().join("移送书.pdf");
+    let report = tmp.path().join("调查报告.pdf");
+    std::fs::write(&letter, b"%PDF-1.7 referral letter").unwrap();
+    std::fs::write(&report, b"%PDF-1.7 investigation report").unwrap();
+
+    // A lead held by hrss-500112, signed for.
+    let me = "source-national-platform";
+    let l = pb::Lead {
+        channel: pb::LeadChannel::NationalPlatform as i32,
+        lead_type: pb::LeadType::SuspectedCrime as i32,
+        region_code: "500112".into(),
+        employer_name: "重庆拒付劳务有限公司".into(),
+        worker_count: 12,
+        ..Default::default()
+    };
+    let env = gw.signer(me).seal(header(me), &l).unwrap();
+    let r = CasesClient::new(gw.channel_as(me).await)
+        .submit_lead(env)
+        .await
+        .unwrap()
+        .into_inner()
+        .receipt
+        .unwrap();
+    let case = pb::Receipt::decode(r.payload.as_slice()).unwrap().case_id;
+    let rest_for = |who: &'static str, state: std::path::PathBuf| {
+        let gw = &gw;
+        let store = store.clone();
+        async move {
+            let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+            let address = listener.local_addr().unwrap().to_string();
+            tokio::spawn(serve(
+                Arc::new(Rest {
+                    agency_id: who.into(),
+                    signer: gw.signer(who),
+                    channel: gw.channel_as(who).await,
+                    state_dir: state,
+                    document_store: Some(store),
+                }),
+                listener,
+            ));
+            address
+        }
+    };
+    let hrss = rest_for(AGENCY, tmp.path().join("hrss-state")).await;
+    assert_eq!(
+        call(&hrss, &format!("/cases/{case}/sign-for"), None, "{}")
+            .await
+            .0,
+        200
+    );
+    let forward = serde_json::json!({
+        "to_partner": "police-500112",
+        "summary": "涉嫌拒不支付劳动报酬罪",
+        "documents": [
+            {"path": letter.to_str().unwrap(), "kind": "referral-letter", "media_type": "application/pdf"},
+            {"path": report.to_str().unwrap(), "kind": "investigation-report", "media_type": "application/pdf"}
+        ],
+        "criminal_referral": {"amount_fen": 36000000, "worker_count": 12, "months_owed": 4,
+            "order_to_pay_number": "渝北人社监令〔2026〕18号", "order_delivered_on": "2026-11-02",
+            "decided_on": "2026-11-27"}
+    });
+    let (status, sent) = call(
+        &hrss,
+        &format!("/cases/{case}/forward"),
+        Some("fwd-1"),
+        &forward.to_string(),
+    )
+    .await;
+    assert_eq!(status, 200, "{sent}");
+    let referral_id = sent["message_id"].as_str().unwrap().to_owned();
+
+    // The police adapter writes the package.
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let police = tokio::spawn(run_agency(
+        GatewayConfig {
+            address: gw.address().uri,
+            server_name: "localhost".into(),
+            credentials: gw.partner_dir("police-500112"),
+        },
+        AgencyConfig {
+            id: "police-500112".into(),
+            webhook: None,
+            package_dir: Some(packages.clone()),
+            state_dir: tmp.path().join("police-state"),
+            rest_listen: None,
+            document_store: Some(store.clone()),
+        },
+        stop,
+    ));
+    let dir = packages.join(&case).join(&referral_id);
+    for _ in 0..100 {
+        if dir.join("manifest.json").exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    let docs = manifest["documents"].as_array().unwrap();
+    assert_eq!(docs.len(), 2);
+    for d in docs {
+        assert_eq!(d["present"], true, "{d}");
+        let bytes = std::fs::read(dir.join(d["file_name"].as_str().unwrap())).unwrap();
+        let digest: String = wagelink_proto::envelope::sha256(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(digest, d["sha256"].as_str().unwrap());
+        assert_eq!(d["size_bytes"].as_u64().unwrap(), bytes.len() as u64);
+    }
+    assert!(
+        manifest["decree_310"]["filing_decision"]["due_at"]
+            .as_i64()
+            .unwrap()
+            > 0
+    );
+    assert_eq!(manifest["referred_by"], AGENCY);
+
+    // The police file the case through their REST API, answering the referral.
+    let police_rest = rest_for("police-500112", tmp.path().join("police-rest")).await;
+    let decision = serde_json::json!({"outcome": "filed", "police_case_number": "渝北公（经）立字〔2026〕77号",
+        "decided_on": "2026-11-28", "referral_message_id": referral_id});
+    let (status, filed) = call(
+        &police_rest,
+        &format!("/cases/{case}/filing-decision"),
+        Some("fd-1"),
+        &decision.to_string(),
+    )
+    .await;
+    assert_eq!(status, 200, "{filed}");
+    let v = CasesClient::new(gw.channel_as(AGENCY).await)
+        .get_case(pb::GetCaseRequest {
+            case_id: case.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(v.filing.unwrap().outcome(), pb::FilingOutcome::Filed);
+    stop_tx.send(true).unwrap();
+    police.await.unwrap().unwrap();
     gw.stop().await;
 }

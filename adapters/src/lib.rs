@@ -10,3 +10,4 @@ pub mod bank;
 pub mod client;
 pub mod http;
 pub mod kit;
+pub mod police;

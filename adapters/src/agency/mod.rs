@@ -38,12 +38,18 @@ use crate::kit::{MailboxEnd, Seen, run_mailbox};
 pub struct AgencyConfig {
     /// The agency's partner id, e.g. `hrss-500112`.
     pub id: String,
-    /// `http://host:port/path` of the agency system's webhook.
-    pub webhook: String,
+    /// `http://host:port/path` of the agency system's webhook. Exactly one of `webhook` and
+    /// `package_dir` is given.
+    pub webhook: Option<String>,
+    /// For public security: the folder where referral packages are written (see
+    /// [`crate::police`]) instead of posting to a webhook.
+    pub package_dir: Option<PathBuf>,
     /// Folder for the adapter's state (the record of messages handed over, kept requests).
     pub state_dir: PathBuf,
     /// Where the local REST API listens (loopback only), e.g. `127.0.0.1:9100`. Unset: no API.
     pub rest_listen: Option<std::net::SocketAddr>,
+    /// The shared document store for referral packages (`<store>/<sha256 hex>`). Optional.
+    pub document_store: Option<PathBuf>,
 }
 
 /// The JSON the webhook receives for one message.
@@ -114,6 +120,47 @@ pub async fn post(webhook: &str, d: &pb::MailboxDelivery) -> Result<(), String> 
     }
 }
 
+/// Where mailbox messages go.
+#[derive(Clone)]
+enum Sink {
+    Webhook(String),
+    Package {
+        dir: PathBuf,
+        store: Option<PathBuf>,
+    },
+}
+
+impl Sink {
+    async fn hand_over(
+        &self,
+        mut cases: pb::cases_client::CasesClient<tonic::transport::Channel>,
+        d: &pb::MailboxDelivery,
+    ) -> Result<(), String> {
+        match self {
+            Sink::Webhook(url) => post(url, d).await,
+            Sink::Package { dir, store } => {
+                // The case's clocks, for the Decree 310 due dates in the manifest.
+                let case_id = d
+                    .receipt
+                    .as_ref()
+                    .and_then(|r| pb::Receipt::decode(r.payload.as_slice()).ok())
+                    .map(|r| r.case_id)
+                    .unwrap_or_default();
+                let deadlines = if case_id.is_empty() {
+                    Vec::new()
+                } else {
+                    cases
+                        .get_case(pb::GetCaseRequest { case_id })
+                        .await
+                        .map(|v| v.into_inner().deadlines)
+                        .unwrap_or_default()
+                };
+                crate::police::write(dir, store.as_deref(), d, &deadlines).map(|_| ())
+            }
+        }
+    }
+}
+
 /// Runs the agency adapter until `stop` resolves: mailbox → webhook, exactly once per message
 /// while the adapter's state folder is kept.
 pub async fn run_agency(
@@ -124,6 +171,14 @@ pub async fn run_agency(
     let credentials = Credentials::from_dir(&gateway.credentials).map_err(|e| e.to_string())?;
     let signer = Signer::from_pem(&credentials.cert_pem, &credentials.key_pem)
         .map_err(|e| format!("the agency's certificate cannot sign: {e}"))?;
+    let sink = match (&agency.webhook, &agency.package_dir) {
+        (Some(url), None) => Sink::Webhook(url.clone()),
+        (None, Some(dir)) => Sink::Package {
+            dir: dir.clone(),
+            store: agency.document_store.clone(),
+        },
+        _ => return Err("[agency] needs exactly one of webhook and package_dir".into()),
+    };
     let mut seen = Seen::open(&agency.state_dir.join("handed-over.txt"))
         .map_err(|e| format!("cannot read the adapter's state: {e}"))?;
     let address = GatewayAddress {
@@ -141,6 +196,7 @@ pub async fn run_agency(
                 .map_err(|e| e.to_string())?,
             channel,
             state_dir: agency.state_dir.clone(),
+            document_store: agency.document_store.clone(),
         });
         let server = tokio::spawn(rest::serve(api, listener));
         let mut stop = stop.clone();
@@ -153,10 +209,11 @@ pub async fn run_agency(
     loop {
         let end = match client::connect(&address, &credentials).await {
             Ok(channel) => {
-                let webhook = agency.webhook.clone();
+                let sink = sink.clone();
+                let cases = pb::cases_client::CasesClient::new(channel.clone());
                 let run = run_mailbox(channel, &signer, &agency.id, &mut seen, |d| {
-                    let webhook = webhook.clone();
-                    async move { post(&webhook, &d).await }
+                    let (sink, cases) = (sink.clone(), cases.clone());
+                    async move { sink.hand_over(cases, &d).await }
                 });
                 tokio::select! {
                     end = run => Some(end),
@@ -184,7 +241,11 @@ pub async fn run_agency(
                     _ = tokio::time::sleep(wait) => {}
                     _ = stop.wait_for(|s| *s) => return Ok(()),
                 }
-                if post(&agency.webhook, &delivery).await.is_ok() {
+                let cases = match client::connect(&address, &credentials).await {
+                    Ok(c) => pb::cases_client::CasesClient::new(c),
+                    Err(_) => continue,
+                };
+                if sink.hand_over(cases, &delivery).await.is_ok() {
                     seen.insert(&id)
                         .map_err(|e| format!("cannot record a message as handed over: {e}"))?;
                     break;

@@ -28,6 +28,9 @@ pub struct Rest {
     pub channel: tonic::transport::Channel,
     /// Where signed requests are kept by idempotency key.
     pub state_dir: PathBuf,
+    /// The shared document store (content-addressed: `<store>/<sha256 hex>`): documents of a
+    /// forward given by `path` are copied there for the receiving side to collect.
+    pub document_store: Option<PathBuf>,
 }
 
 /// `outside-region` → `RETURN_REASON_OUTSIDE_REGION` → the enum value.
@@ -62,11 +65,17 @@ struct Body {
     to_partner: String,
     documents: Vec<Document>,
     criminal_referral: Option<Referral>,
+    outcome: String,
+    police_case_number: String,
+    decided_on: String,
+    referral_message_id: String,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct Document {
+    /// A local file: its digest and size are computed, and it is copied to the document store.
+    path: String,
     file_name: String,
     sha256: String,
     size_bytes: u64,
@@ -85,15 +94,25 @@ struct Referral {
     decided_on: String,
 }
 
-/// The case action a request asks for.
-fn action(step: &str, body: &[u8]) -> Result<Action, String> {
+/// The case action a request asks for, and the message it answers (Header.in_reply_to).
+fn action(step: &str, body: &[u8], store: Option<&PathBuf>) -> Result<(Action, String), String> {
     let b: Body = if body.is_empty() {
         Body::default()
     } else {
         serde_json::from_slice(body)
             .map_err(|e| format!("the body is not the JSON expected: {e}"))?
     };
-    Ok(match step {
+    let in_reply_to = b.referral_message_id.clone();
+    let action = match step {
+        "filing-decision" => Action::FilingDecision(ca::FilingDecision {
+            outcome: enum_value("FILING_OUTCOME_", &b.outcome, |s| {
+                pb::FilingOutcome::from_str_name(s).map(|v| v as i32)
+            })
+            .map_err(|e| format!("outcome: {e}"))?,
+            reason: b.reason,
+            police_case_number: b.police_case_number,
+            decided_on: b.decided_on,
+        }),
         "sign-for" => Action::SignFor(ca::SignFor { note: b.note }),
         "progress" => Action::Progress(ca::Progress {
             note: b.note,
@@ -135,12 +154,36 @@ fn action(step: &str, body: &[u8]) -> Result<Action, String> {
             )?;
             let mut documents = Vec::new();
             for (i, d) in b.documents.into_iter().enumerate() {
-                let digest = hex_decode(&d.sha256)
-                    .ok_or_else(|| format!("documents[{i}].sha256 is not 64 hex characters"))?;
+                let (digest, size) = if d.path.is_empty() {
+                    let digest = hex_decode(&d.sha256)
+                        .ok_or_else(|| format!("documents[{i}].sha256 is not 64 hex characters"))?;
+                    (digest, d.size_bytes)
+                } else {
+                    let bytes = std::fs::read(&d.path).map_err(|e| {
+                        format!("documents[{i}].path: cannot read {:?}: {e}", d.path)
+                    })?;
+                    let digest = sha256(&bytes);
+                    if let Some(store) = store {
+                        std::fs::create_dir_all(store)
+                            .and_then(|_| std::fs::write(store.join(hex(&digest)), &bytes))
+                            .map_err(|e| {
+                                format!("cannot put documents[{i}] in the document store: {e}")
+                            })?;
+                    }
+                    (digest.to_vec(), bytes.len() as u64)
+                };
+                let file_name = if d.file_name.is_empty() {
+                    std::path::Path::new(&d.path)
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default()
+                } else {
+                    d.file_name
+                };
                 documents.push(pb::Document {
-                    file_name: d.file_name,
+                    file_name,
                     sha256: digest,
-                    size_bytes: d.size_bytes,
+                    size_bytes: size,
                     kind: enum_value("DOCUMENT_KIND_", &d.kind, |s| {
                         pb::DocumentKind::from_str_name(s).map(|v| v as i32)
                     })
@@ -166,10 +209,11 @@ fn action(step: &str, body: &[u8]) -> Result<Action, String> {
         }
         other => {
             return Err(format!(
-                "{other:?} is not a step: use sign-for, progress, return, forward, resolve or feedback"
+                "{other:?} is not a step: use sign-for, progress, return, forward, resolve, feedback or filing-decision"
             ));
         }
-    })
+    };
+    Ok((action, in_reply_to))
 }
 
 fn hex_decode(s: &str) -> Option<Vec<u8>> {
@@ -215,7 +259,7 @@ impl Rest {
                 }
             },
             None => {
-                let action = match action(step, body) {
+                let (action, in_reply_to) = match action(step, body, self.document_store.as_ref()) {
                     Ok(a) => a,
                     Err(e) => return (400, json!({"error": e})),
                 };
@@ -228,6 +272,7 @@ impl Rest {
                         nanos: 0,
                     }),
                     subject: case_id.to_owned(),
+                    in_reply_to,
                     ..Default::default()
                 };
                 let payload = pb::CaseAction {
@@ -332,7 +377,7 @@ pub async fn serve(rest: Arc<Rest>, listener: tokio::net::TcpListener) {
                 }
                 _ => (
                     404,
-                    json!({"error": "use POST /cases/{case_id}/{sign-for|progress|return|forward|resolve|feedback}"}),
+                    json!({"error": "use POST /cases/{case_id}/{sign-for|progress|return|forward|resolve|feedback|filing-decision}"}),
                 ),
             };
             let text = value.to_string();

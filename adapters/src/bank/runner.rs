@@ -88,6 +88,12 @@ impl AdapterConfig {
         rel(&mut c.gateway.credentials);
         if let Some(a) = c.agency.as_mut() {
             rel(&mut a.state_dir);
+            for p in [a.package_dir.as_mut(), a.document_store.as_mut()]
+                .into_iter()
+                .flatten()
+            {
+                rel(p);
+            }
         }
         if let Some(b) = c.bank.as_mut() {
             rel(&mut b.inbox);
