@@ -489,3 +489,151 @@ async fn a_criminal_referral_becomes_a_police_package_whose_digests_match_its_fi
     police.await.unwrap().unwrap();
     gw.stop().await;
 }
+
+async fn spawn_rest(
+    gw: &TestGateway,
+    who: &str,
+    state: std::path::PathBuf,
+    store: Option<std::path::PathBuf>,
+) -> String {
+    use wagelink_adapters::agency::rest::{Rest, bind, serve};
+    let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    tokio::spawn(serve(
+        Arc::new(Rest {
+            agency_id: who.into(),
+            signer: gw.signer(who),
+            channel: gw.channel_as(who).await,
+            state_dir: state,
+            document_store: store,
+        }),
+        listener,
+    ));
+    address
+}
+
+#[tokio::test]
+async fn a_court_takes_an_enforcement_request_as_a_package_and_answers_with_its_result() {
+    let gw = TestGateway::start(TestDb::sqlite().await).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let award = tmp.path().join("仲裁裁决书.pdf");
+    std::fs::write(&award, b"%PDF-1.7 award").unwrap();
+    let me = "source-national-platform";
+    let l = pb::Lead {
+        channel: pb::LeadChannel::NationalPlatform as i32,
+        lead_type: pb::LeadType::Enforcement as i32,
+        region_code: "500112".into(),
+        employer_name: "重庆执行测试有限公司".into(),
+        worker_count: 6,
+        ..Default::default()
+    };
+    let env = gw.signer(me).seal(header(me), &l).unwrap();
+    let r = CasesClient::new(gw.channel_as(me).await)
+        .submit_lead(env)
+        .await
+        .unwrap()
+        .into_inner()
+        .receipt
+        .unwrap();
+    let case = pb::Receipt::decode(r.payload.as_slice()).unwrap().case_id;
+    let hrss = spawn_rest(&gw, AGENCY, tmp.path().join("h"), Some(store.clone())).await;
+    assert_eq!(
+        call(&hrss, &format!("/cases/{case}/sign-for"), None, "{}")
+            .await
+            .0,
+        200
+    );
+    let request = serde_json::json!({
+        "to_partner": "court-500112", "summary": "申请强制执行仲裁裁决",
+        "documents": [{"path": award.to_str().unwrap(), "kind": "other-evidence"}],
+        "court_request": {"kind": "enforcement", "decision_number": "渝北劳人仲案字〔2026〕31号",
+            "amount_fen": 18000000, "worker_count": 6}
+    });
+    let (status, sent) = call(
+        &hrss,
+        &format!("/cases/{case}/forward"),
+        Some("c-1"),
+        &request.to_string(),
+    )
+    .await;
+    assert_eq!(status, 200, "{sent}");
+    let request_id = sent["message_id"].as_str().unwrap().to_owned();
+
+    let packages = tmp.path().join("court-packages");
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let court = tokio::spawn(run_agency(
+        GatewayConfig {
+            address: gw.address().uri,
+            server_name: "localhost".into(),
+            credentials: gw.partner_dir("court-500112"),
+        },
+        AgencyConfig {
+            id: "court-500112".into(),
+            webhook: None,
+            package_dir: Some(packages.clone()),
+            state_dir: tmp.path().join("court-state"),
+            rest_listen: None,
+            document_store: Some(store.clone()),
+        },
+        stop,
+    ));
+    let manifest_path = packages.join(&case).join(&request_id).join("manifest.json");
+    for _ in 0..100 {
+        if manifest_path.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    assert_eq!(
+        manifest["request"]["court_request"]["kind"],
+        "COURT_REQUEST_KIND_ENFORCEMENT"
+    );
+    assert_eq!(manifest["documents"][0]["present"], true);
+    assert!(
+        manifest["answer_with"]
+            .as_str()
+            .unwrap()
+            .contains("court-result")
+    );
+
+    let court_rest = spawn_rest(&gw, "court-500112", tmp.path().join("c"), None).await;
+    let result = serde_json::json!({"kind": "enforced-in-full", "decision_number": "(2026)渝0112执1234号",
+        "decided_on": "2026-11-28", "amount_ordered_fen": 18000000, "amount_enforced_fen": 18000000,
+        "worker_count": 6, "referral_message_id": request_id});
+    let (status, answered) = call(
+        &court_rest,
+        &format!("/cases/{case}/court-result"),
+        Some("r-1"),
+        &result.to_string(),
+    )
+    .await;
+    assert_eq!(status, 200, "{answered}");
+    // Without naming the request it answers, a result is refused.
+    let mut loose = result.clone();
+    loose["referral_message_id"] = "".into();
+    let (status, refused) = call(
+        &court_rest,
+        &format!("/cases/{case}/court-result"),
+        None,
+        &loose.to_string(),
+    )
+    .await;
+    assert_eq!(status, 400, "{refused}");
+    let v = CasesClient::new(gw.channel_as(AGENCY).await)
+        .get_case(pb::GetCaseRequest {
+            case_id: case.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        v.history.last().unwrap().kind(),
+        pb::CaseEventKind::CourtResult
+    );
+    stop_tx.send(true).unwrap();
+    court.await.unwrap().unwrap();
+    gw.stop().await;
+}

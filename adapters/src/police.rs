@@ -1,9 +1,11 @@
-//! The public-security side: a criminal referral (`CaseAction.forward` with a
-//! `criminal_referral`) reaching the police's mailbox is written out as a document package — a
+//! Police and courts: a forward (`CaseAction.forward`: a criminal referral to police, an
+//! enforcement or judicial-confirmation request to a court, …) reaching the target's mailbox is
+//! written out as a document package — a
 //! folder with `manifest.json` and the referral's files, collected from the shared document
 //! store by their SHA-256 and checked against the digests the referring agency signed — for the
-//! police case system to take in. Other messages are written beside it as JSON files. Filing
-//! decisions go back through the adapter's REST API (`POST /cases/{id}/filing-decision`).
+//! target's case system to take in. Other messages are written beside it as JSON files. Filing
+//! decisions and court results go back through the adapter's REST API
+//! (`POST /cases/{id}/filing-decision`, `POST /cases/{id}/court-result`).
 //!
 //! Package layout: `<package_dir>/<case_id>/<referral message_id>/` holding `manifest.json` and
 //! each document under its file name. A document missing from the store, or whose bytes do not
@@ -60,20 +62,48 @@ pub fn write(
             Some(pb::case_action::Action::Forward(f)) => Some(f),
             _ => None,
         });
-    let Some(f) = forward.filter(|f| {
-        matches!(
-            f.target,
-            Some(pb::case_action::forward::Target::CriminalReferral(_))
-        )
-    }) else {
+    let Some(f) = forward.filter(|f| f.target.is_some()) else {
         let dir = case_dir.join("messages");
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let path = dir.join(format!("{}.json", h.message_id));
         std::fs::write(&path, crate::agency::webhook_body(d)?).map_err(|e| e.to_string())?;
         return Ok(path);
     };
-    let Some(pb::case_action::forward::Target::CriminalReferral(r)) = &f.target else {
-        return Err("not a criminal referral".into());
+    use pb::case_action::forward::Target as T;
+    let (request, answer_step) = match &f.target {
+        Some(T::CriminalReferral(r)) => (
+            json!({"criminal_referral": {
+                "amount_fen": r.amount_fen,
+                "worker_count": r.worker_count,
+                "months_owed": r.months_owed,
+                "order_to_pay_number": r.order_to_pay_number,
+                "order_delivered_on": r.order_delivered_on,
+                "decided_on": r.decided_on,
+            }}),
+            "filing-decision",
+        ),
+        Some(T::Court(c)) => (
+            json!({"court_request": {
+                "kind": pb::CourtRequestKind::try_from(c.kind).unwrap_or_default().as_str_name(),
+                "decision_number": c.decision_number,
+                "amount_fen": c.amount_fen,
+                "worker_count": c.worker_count,
+            }}),
+            "court-result",
+        ),
+        Some(T::Arbitration(a)) => (
+            json!({"arbitration": {
+                "amount_fen": a.amount_fen,
+                "worker_count": a.worker_count,
+                "mediation_agreement_reached": a.mediation_agreement_reached,
+            }}),
+            "progress",
+        ),
+        Some(T::Procuratorate(p)) => (
+            json!({"prosecution_support": {"amount_fen": p.amount_fen, "worker_count": p.worker_count}}),
+            "progress",
+        ),
+        None => return Err("a forward without a target".into()),
     };
     let final_dir = case_dir.join(&h.message_id);
     if final_dir.join("manifest.json").exists() {
@@ -116,20 +146,13 @@ pub fn write(
         "referred_by": h.sender,
         "referred_at": ts(&receipt.accepted_at),
         "summary": f.summary,
-        "referral": {
-            "amount_fen": r.amount_fen,
-            "worker_count": r.worker_count,
-            "months_owed": r.months_owed,
-            "order_to_pay_number": r.order_to_pay_number,
-            "order_delivered_on": r.order_delivered_on,
-            "decided_on": r.decided_on,
-        },
+        "request": request,
         "documents": documents,
         "decree_310": {
             "referral_handover": due(pb::ClockKind::ReferralHandover),
             "filing_decision": due(pb::ClockKind::FilingDecision),
         },
-        "answer_with": format!("POST /cases/{case_id}/filing-decision with referral_message_id {}", h.message_id),
+        "answer_with": format!("POST /cases/{case_id}/{answer_step} with referral_message_id {}", h.message_id),
         "envelope_base64": B64.encode(env.encode_to_vec()),
     });
     std::fs::write(

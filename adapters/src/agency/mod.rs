@@ -75,6 +75,7 @@ pub fn webhook_body(d: &pb::MailboxDelivery) -> Result<Vec<u8>, String> {
                     A::Sanction(_) => "sanction",
                     A::Transfer(_) => "transfer",
                     A::Escalate(_) => "escalate",
+                    A::CourtResult(_) => "court_result",
                 }
             })
             .unwrap_or("")

@@ -65,6 +65,12 @@ struct Body {
     to_partner: String,
     documents: Vec<Document>,
     criminal_referral: Option<Referral>,
+    court_request: Option<CourtRequest>,
+    kind: String,
+    decision_number: String,
+    amount_ordered_fen: i64,
+    amount_enforced_fen: i64,
+    worker_count: u32,
     outcome: String,
     police_case_number: String,
     decided_on: String,
@@ -81,6 +87,15 @@ struct Document {
     size_bytes: u64,
     kind: String,
     media_type: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct CourtRequest {
+    kind: String,
+    decision_number: String,
+    amount_fen: i64,
+    worker_count: u32,
 }
 
 #[derive(Deserialize, Default)]
@@ -104,6 +119,18 @@ fn action(step: &str, body: &[u8], store: Option<&PathBuf>) -> Result<(Action, S
     };
     let in_reply_to = b.referral_message_id.clone();
     let action = match step {
+        "court-result" => Action::CourtResult(ca::CourtResult {
+            kind: enum_value("COURT_RESULT_KIND_", &b.kind, |s| {
+                pb::CourtResultKind::from_str_name(s).map(|v| v as i32)
+            })
+            .map_err(|e| format!("kind: {e}"))?,
+            decision_number: b.decision_number,
+            decided_on: b.decided_on.clone(),
+            amount_ordered_fen: b.amount_ordered_fen,
+            amount_enforced_fen: b.amount_enforced_fen,
+            worker_count: b.worker_count,
+            summary: b.summary.clone(),
+        }),
         "filing-decision" => Action::FilingDecision(ca::FilingDecision {
             outcome: enum_value("FILING_OUTCOME_", &b.outcome, |s| {
                 pb::FilingOutcome::from_str_name(s).map(|v| v as i32)
@@ -149,9 +176,28 @@ fn action(step: &str, body: &[u8], store: Option<&PathBuf>) -> Result<(Action, S
             reporter_satisfied: b.reporter_satisfied,
         }),
         "forward" => {
-            let r = b.criminal_referral.ok_or(
-                "forward takes a criminal_referral (other forwards are not offered here yet)",
-            )?;
+            let target = match (b.criminal_referral, b.court_request) {
+                (Some(r), None) => ca::forward::Target::CriminalReferral(ca::CriminalReferral {
+                    amount_fen: r.amount_fen,
+                    worker_count: r.worker_count,
+                    months_owed: r.months_owed,
+                    order_to_pay_number: r.order_to_pay_number,
+                    order_delivered_on: r.order_delivered_on,
+                    decided_on: r.decided_on,
+                }),
+                (None, Some(c)) => ca::forward::Target::Court(ca::CourtRequest {
+                    kind: enum_value("COURT_REQUEST_KIND_", &c.kind, |s| {
+                        pb::CourtRequestKind::from_str_name(s).map(|v| v as i32)
+                    })
+                    .map_err(|e| format!("court_request.kind: {e}"))?,
+                    decision_number: c.decision_number,
+                    amount_fen: c.amount_fen,
+                    worker_count: c.worker_count,
+                }),
+                _ => {
+                    return Err("forward takes one of criminal_referral and court_request".into());
+                }
+            };
             let mut documents = Vec::new();
             for (i, d) in b.documents.into_iter().enumerate() {
                 let (digest, size) = if d.path.is_empty() {
@@ -195,21 +241,12 @@ fn action(step: &str, body: &[u8], store: Option<&PathBuf>) -> Result<(Action, S
                 to_partner: b.to_partner,
                 summary: b.summary,
                 documents,
-                target: Some(ca::forward::Target::CriminalReferral(
-                    ca::CriminalReferral {
-                        amount_fen: r.amount_fen,
-                        worker_count: r.worker_count,
-                        months_owed: r.months_owed,
-                        order_to_pay_number: r.order_to_pay_number,
-                        order_delivered_on: r.order_delivered_on,
-                        decided_on: r.decided_on,
-                    },
-                )),
+                target: Some(target),
             })
         }
         other => {
             return Err(format!(
-                "{other:?} is not a step: use sign-for, progress, return, forward, resolve, feedback or filing-decision"
+                "{other:?} is not a step: use sign-for, progress, return, forward, resolve, feedback, filing-decision or court-result"
             ));
         }
     };
@@ -377,7 +414,7 @@ pub async fn serve(rest: Arc<Rest>, listener: tokio::net::TcpListener) {
                 }
                 _ => (
                     404,
-                    json!({"error": "use POST /cases/{case_id}/{sign-for|progress|return|forward|resolve|feedback|filing-decision}"}),
+                    json!({"error": "use POST /cases/{case_id}/{sign-for|progress|return|forward|resolve|feedback|filing-decision|court-result}"}),
                 ),
             };
             let text = value.to_string();

@@ -516,7 +516,7 @@ fn allowed_in(state: S) -> &'static str {
         S::Handling => "progress, forward, resolve, sanction (holder); transfer (leading office)",
         S::Returned => "transfer (leading office)",
         S::Forwarded => {
-            "progress, resolve (holder); sign_for, filing_decision, return_case (forward target); transfer (leading office)"
+            "progress, resolve (holder); sign_for, filing_decision, court_result, return_case (forward target); transfer (leading office)"
         }
         S::Resolved => "feedback, sanction (holder); close when the lead came from a warning rule",
         S::FedBack => "close (holder or supervisor), sanction",
@@ -1351,6 +1351,56 @@ fn apply(
             s.parties = vec![(t.to_partner.clone(), "handler")];
             Ok(s)
         }
+        A::CourtResult(c) => {
+            let target = view.forwarded_to.iter().any(|p| p == me);
+            if !target || actor.kind != Some(PartnerKind::Court) {
+                return Err(denied(
+                    view,
+                    actor,
+                    "court_result",
+                    "the court the case was forwarded to",
+                ));
+            }
+            if eff != S::Forwarded {
+                return Err(wrong_state(&id, view, "court_result"));
+            }
+            let request = view
+                .history
+                .iter()
+                .rev()
+                .find(|e| {
+                    e.kind == E::Forward as i32
+                        && e.routed_to.first().is_some_and(|r| r.partner_id == me)
+                })
+                .map(|e| e.message_id.clone())
+                .unwrap_or_default();
+            if input.in_reply_to != request {
+                return Err(invalid(
+                    "header.in_reply_to",
+                    format!(
+                        "a court result answers the request: set it to the request's message_id {request}"
+                    ),
+                ));
+            }
+            let kind = pb::CourtResultKind::try_from(c.kind).unwrap_or_default();
+            if kind == pb::CourtResultKind::Unspecified {
+                return Err(invalid("court_result.kind", "is required"));
+            }
+            required("court_result.decision_number", &c.decision_number)?;
+            past_date("court_result.decided_on", &c.decided_on, now)?;
+            not_negative("court_result.amount_ordered_fen", c.amount_ordered_fen)?;
+            not_negative("court_result.amount_enforced_fen", c.amount_enforced_fen)?;
+            Ok(step(
+                E::CourtResult,
+                before,
+                before,
+                format!(
+                    "court result by {me}: {}",
+                    kind.as_str_name().trim_start_matches("COURT_RESULT_KIND_")
+                ),
+                audience(view, me),
+            ))
+        }
         A::Escalate(_) => {
             let mut overdue = Vec::new();
             for d in &mut view.deadlines {
@@ -1470,6 +1520,7 @@ fn action_name(a: &A) -> &'static str {
         A::Sanction(_) => "sanction",
         A::Transfer(_) => "transfer",
         A::Escalate(_) => "escalate",
+        A::CourtResult(_) => "court_result",
     }
 }
 
