@@ -324,9 +324,33 @@ async fn events_and_warnings(gw: &TestGateway) {
         .into_inner();
     assert_eq!(view.holder, "hrss-500105");
     assert_eq!(view.source, "gateway");
-    let lead = view.lead.unwrap();
-    assert_eq!(lead.warning_rule, "R2");
+    // The R2 lead is its own case, or — when an R1 warning about the same project came first
+    // (the scan may run between the opening and the credit) — linked to that open case.
+    // Either way hrss-500105 holds it and received the gateway-signed R2 lead.
+    let mut stream = DeliveryClient::new(gw.channel_as("hrss-500105").await)
+        .subscribe(pb::SubscribeRequest {
+            from_cursor: 0,
+            window: 100,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut r2 = None;
+    while let Ok(Ok(Some(d))) = tokio::time::timeout(Duration::from_secs(2), stream.message()).await
+    {
+        let env = d.envelope.unwrap();
+        let h = pb::Header::decode(env.header.as_slice()).unwrap();
+        if h.sender == "gateway" && h.payload_type == pb::Lead::full_name() {
+            let lead = pb::Lead::decode(env.payload.as_slice()).unwrap();
+            if lead.warning_rule == "R2" {
+                r2 = Some(lead);
+                break;
+            }
+        }
+    }
+    let lead = r2.expect("hrss-500105 received the R2 warning lead");
     assert_eq!(lead.lead_type(), pb::LeadType::RiskWarning);
+    assert_eq!(lead.project_code, PROJECT);
 
     // The whole log, batches included, verifies offline.
     let size = gw.running.log.size();
