@@ -722,6 +722,18 @@ async fn letters_are_sent_answered_once_and_only_by_their_addressee() {
     )
     .await
     .unwrap();
+    // A second request, left unanswered.
+    send(
+        "leading-office-500000",
+        "housing-500000",
+        pb::Letter {
+            title: "关于再次协助核查的函".into(),
+            ..ask.clone()
+        },
+        String::new(),
+    )
+    .await
+    .unwrap();
     let got = inbox(&gw, "housing-500000", 2).await;
     let letter = got
         .iter()
@@ -753,17 +765,26 @@ async fn letters_are_sent_answered_once_and_only_by_their_addressee() {
     )
     .await
     .unwrap();
-    let e = send("housing-500000", "leading-office-500000", reply, letter_id)
-        .await
-        .unwrap_err();
+    let e = send(
+        "housing-500000",
+        "leading-office-500000",
+        reply,
+        letter_id.clone(),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
     let v = get(&gw, "housing-500000", &case).await.unwrap();
-    let clock = v
+    // The reply met its letter's clock only; the other letter's still runs.
+    let clocks: Vec<_> = v
         .deadlines
         .iter()
-        .find(|d| d.kind() == pb::ClockKind::LetterReply)
-        .unwrap();
-    assert!(clock.met_at.is_some());
+        .filter(|d| d.kind() == pb::ClockKind::LetterReply)
+        .collect();
+    assert_eq!(clocks.len(), 2);
+    for c in clocks {
+        assert_eq!(c.met_at.is_some(), c.awaits_reply_to == letter_id, "{c:?}");
+    }
     // Recipients must name the addressee.
     let e = send("leading-office-500000", "hrss-500112", ask, String::new())
         .await

@@ -76,6 +76,8 @@ pub struct StepInput {
     pub case_id: String,
     pub actor: Actor,
     pub input: Input,
+    /// The envelope's Header.message_id (a letter's or referral's id, awaited by its clock).
+    pub message_id: String,
     /// The envelope's Header.in_reply_to (a filing decision's referral, a reply's letter).
     pub in_reply_to: String,
     pub facts: Facts,
@@ -376,7 +378,17 @@ fn push_clock(
         overdue: false,
         rule_id: rule.0.to_owned(),
         rule_version: rule.1,
+        awaits_reply_to: String::new(),
     });
+}
+
+/// Marks the running clock that awaits an answer to `message_id` as met.
+fn meet_reply(view: &mut pb::CaseView, kind: pb::ClockKind, message_id: &str, now: i64) {
+    for d in &mut view.deadlines {
+        if d.met_at.is_none() && d.kind == kind as i32 && d.awaits_reply_to == message_id {
+            d.met_at = Some(ts(now));
+        }
+    }
 }
 
 /// Marks the running clocks of these kinds (of `partner`, when given) as met.
@@ -984,6 +996,9 @@ fn apply(
                     now + i64::from(FILING_DECISION_HOURS) * 3600,
                     ("", 0),
                 );
+                if let Some(d) = view.deadlines.last_mut() {
+                    d.awaits_reply_to = input.message_id.clone();
+                }
             }
             meet(view, &[pb::ClockKind::FilingReview], Some(me), now);
             if !view.forwarded_to.contains(&f.to_partner) {
@@ -1156,7 +1171,7 @@ fn apply(
                 required("filing_decision.reason", &d.reason)?;
             }
             past_date("filing_decision.decided_on", &d.decided_on, now)?;
-            meet(view, &[pb::ClockKind::FilingDecision], Some(me), now);
+            meet_reply(view, pb::ClockKind::FilingDecision, &input.in_reply_to, now);
             view.filing = Some(d.clone());
             let after = if outcome == pb::FilingOutcome::NotFiled {
                 let holder = view.holder.clone();
@@ -1590,14 +1605,7 @@ fn letter_step(
                 "a reply has no due date; leave it empty",
             ));
         }
-        for d in &mut view.deadlines {
-            if d.met_at.is_none()
-                && d.kind == pb::ClockKind::LetterReply as i32
-                && d.partner_id == me
-            {
-                d.met_at = Some(ts(now));
-            }
-        }
+        meet_reply(view, pb::ClockKind::LetterReply, &input.in_reply_to, now);
         summary = answered;
     } else {
         if kind == pb::LetterKind::Unspecified {
@@ -1640,6 +1648,9 @@ fn letter_step(
                     end_of_day(due),
                     ("", 0),
                 );
+                if let Some(d) = view.deadlines.last_mut() {
+                    d.awaits_reply_to = input.message_id.clone();
+                }
             }
         }
         summary = format!(

@@ -222,6 +222,7 @@ impl CasesService {
                 case_id,
                 actor: actor(&me),
                 input,
+                message_id: accepted.header.message_id.clone(),
                 in_reply_to: accepted.header.in_reply_to.clone(),
                 facts,
             }))];
@@ -370,6 +371,7 @@ async fn escalate(
             jurisdiction: Default::default(),
         },
         input: Input::Action(action.clone()),
+        message_id: String::new(),
         in_reply_to: String::new(),
         facts: Facts {
             leading_offices: offices,
