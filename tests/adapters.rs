@@ -157,9 +157,11 @@ async fn webhook_deliveries_wait_for_the_webhook_and_arrive_once_across_restarts
     hook.down.store(false, Ordering::SeqCst);
     wait_for(&hook, &ids).await;
 
-    // The adapter stops; two more leads come; it restarts with its state.
-    stop.send(true).unwrap();
-    adapter.await.unwrap().unwrap();
+    // The adapter is killed (its task aborted, no clean shutdown); two more leads come; it
+    // restarts with its state.
+    adapter.abort();
+    let _ = adapter.await;
+    drop(stop);
     for e in ["丁", "戊"] {
         ids.push(lead(&gw, e).await);
     }
@@ -300,6 +302,13 @@ async fn the_rest_api_takes_case_steps_once_per_idempotency_key() {
     let (status, again) = call(&address, &path, Some("k-1"), r#"{"note": "监察一科"}"#).await;
     assert_eq!(status, 200, "{again}");
     assert_eq!(first["log_index"], again["log_index"]);
+    // After a restart (a new server on the same state folder) the same key is still the same
+    // step: nothing lost, nothing duplicated.
+    let restarted = spawn_rest(&gw, AGENCY, state.path().to_owned(), None).await;
+    let (status, after_restart) =
+        call(&restarted, &path, Some("k-1"), r#"{"note": "监察一科"}"#).await;
+    assert_eq!(status, 200, "{after_restart}");
+    assert_eq!(first["log_index"], after_restart["log_index"]);
     // Without the key a second sign-for is a second step, refused by the case's state.
     let (status, refused) = call(&address, &path, None, "{}").await;
     assert_eq!(status, 412, "{refused}");
@@ -635,5 +644,68 @@ async fn a_court_takes_an_enforcement_request_as_a_package_and_answers_with_its_
     );
     stop_tx.send(true).unwrap();
     court.await.unwrap().unwrap();
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn the_kit_verifies_receipts_against_the_gateway_certificate() {
+    use wagelink_adapters::kit::verify_receipt;
+    use wagelink_proto::v1::audit_client::AuditClient;
+    let gw = TestGateway::start(TestDb::sqlite().await).await;
+    let me = "source-national-platform";
+    let l = pb::Lead {
+        channel: pb::LeadChannel::CityApp as i32,
+        lead_type: pb::LeadType::Arrears as i32,
+        region_code: "500105".into(),
+        worker_count: 2,
+        ..Default::default()
+    };
+    let sent = gw.signer(me).seal(header(me), &l).unwrap();
+    let other = gw.signer(me).seal(header(me), &l).unwrap();
+    let receipt = CasesClient::new(gw.channel_as(me).await)
+        .submit_lead(sent.clone())
+        .await
+        .unwrap()
+        .into_inner()
+        .receipt
+        .unwrap();
+    let keys = AuditClient::new(gw.channel_as(me).await)
+        .get_log_keys(pb::GetLogKeysRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let body = verify_receipt(
+        &receipt,
+        &sent,
+        &keys.gateway_certificate_pem,
+        &keys.gateway_id,
+    )
+    .unwrap();
+    assert_eq!(body.kind(), pb::ReceiptKind::Accepted);
+    // About another envelope; tampered; checked with another certificate.
+    assert!(
+        verify_receipt(
+            &receipt,
+            &other,
+            &keys.gateway_certificate_pem,
+            &keys.gateway_id
+        )
+        .is_err()
+    );
+    let mut tampered = receipt.clone();
+    let mut b = body.clone();
+    b.log_index += 1;
+    tampered.payload = b.encode_to_vec();
+    assert!(
+        verify_receipt(
+            &tampered,
+            &sent,
+            &keys.gateway_certificate_pem,
+            &keys.gateway_id
+        )
+        .is_err()
+    );
+    let someone = std::fs::read_to_string(gw.partner_dir(me).join("cert.pem")).unwrap();
+    assert!(verify_receipt(&receipt, &sent, &someone, &keys.gateway_id).is_err());
     gw.stop().await;
 }

@@ -8,8 +8,83 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use prost::Message;
-use wagelink_proto::envelope::{Signer, sha256};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use wagelink_proto::envelope::{PublicKey, Signer, header_pae, keyid, sha256};
 use wagelink_proto::v1 as pb;
+
+use crate::client::{self, Credentials, GatewayAddress};
+
+/// Connects to the gateway, retrying with exponential backoff (0.2 s doubling to 30 s) until it
+/// succeeds or `stop` turns true (then None).
+pub async fn connect_with_backoff(
+    address: &GatewayAddress,
+    credentials: &Credentials,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) -> Option<tonic::transport::Channel> {
+    let mut wait = std::time::Duration::from_millis(200);
+    loop {
+        if *stop.borrow() {
+            return None;
+        }
+        match client::connect(address, credentials).await {
+            Ok(channel) => return Some(channel),
+            Err(e) => eprintln!("cannot reach the gateway ({e}); retrying in {wait:?}"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.wait_for(|s| *s) => return None,
+        }
+        wait = (wait * 2).min(std::time::Duration::from_secs(30));
+    }
+}
+
+/// Checks a receipt the gateway gave for `sent`: signed by the gateway's certificate
+/// (`Audit.GetLogKeys.gateway_certificate_pem`) under the gateway's id, about exactly the bytes
+/// sent (header SHA-256, message id, sender). Returns the receipt's body.
+pub fn verify_receipt(
+    receipt: &pb::SignedEnvelope,
+    sent: &pb::SignedEnvelope,
+    gateway_certificate_pem: &str,
+    gateway_id: &str,
+) -> Result<pb::Receipt, String> {
+    let der = CertificateDer::pem_slice_iter(gateway_certificate_pem.as_bytes())
+        .next()
+        .ok_or("no certificate in the gateway's PEM")?
+        .map_err(|e| format!("the gateway's certificate PEM: {e}"))?;
+    let key = PublicKey::from_certificate(&der).map_err(|e| e.to_string())?;
+    let gateway_keyid = keyid(&der);
+    let header = pb::Header::decode(receipt.header.as_slice()).map_err(|e| e.to_string())?;
+    if header.sender != gateway_id {
+        return Err(format!(
+            "the receipt is from {:?}, not the gateway",
+            header.sender
+        ));
+    }
+    if header.payload_sha256 != sha256(&receipt.payload).to_vec() {
+        return Err("the receipt's header does not commit to its payload".into());
+    }
+    let signature = receipt
+        .signatures
+        .iter()
+        .find(|s| s.keyid == gateway_keyid)
+        .ok_or("the receipt is not signed with the gateway's certificate")?;
+    key.verify(
+        &header_pae(&receipt.header),
+        &signature.sig,
+        &signature.keyid,
+    )
+    .map_err(|e| e.to_string())?;
+    let body = pb::Receipt::decode(receipt.payload.as_slice()).map_err(|e| e.to_string())?;
+    let mine = pb::Header::decode(sent.header.as_slice()).map_err(|e| e.to_string())?;
+    if body.header_sha256 != sha256(&sent.header).to_vec()
+        || body.message_id != mine.message_id
+        || body.sender != mine.sender
+    {
+        return Err("the receipt is about another envelope".into());
+    }
+    Ok(body)
+}
 
 /// Message ids already handed over, kept in a file (one id per line, appended and synced
 /// before the acknowledgement is sent), so they survive a restart.
