@@ -271,15 +271,7 @@ async fn the_rest_api_takes_case_steps_once_per_idempotency_key() {
         worker_count: 4,
         ..Default::default()
     };
-    let env = gw.signer(me).seal(header(me), &l).unwrap();
-    let r = CasesClient::new(gw.channel_as(me).await)
-        .submit_lead(env)
-        .await
-        .unwrap()
-        .into_inner()
-        .receipt
-        .unwrap();
-    let case = pb::Receipt::decode(r.payload.as_slice()).unwrap().case_id;
+    let case = wagelink_tests::submit_lead(&gw, me, &l).await.case_id;
     let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
     let api = Arc::new(Rest {
@@ -371,15 +363,7 @@ async fn a_criminal_referral_becomes_a_police_package_whose_digests_match_its_fi
         worker_count: 12,
         ..Default::default()
     };
-    let env = gw.signer(me).seal(header(me), &l).unwrap();
-    let r = CasesClient::new(gw.channel_as(me).await)
-        .submit_lead(env)
-        .await
-        .unwrap()
-        .into_inner()
-        .receipt
-        .unwrap();
-    let case = pb::Receipt::decode(r.payload.as_slice()).unwrap().case_id;
+    let case = wagelink_tests::submit_lead(&gw, me, &l).await.case_id;
     let rest_for = |who: &'static str, state: std::path::PathBuf| {
         let gw = &gw;
         let store = store.clone();
@@ -537,15 +521,7 @@ async fn a_court_takes_an_enforcement_request_as_a_package_and_answers_with_its_
         worker_count: 6,
         ..Default::default()
     };
-    let env = gw.signer(me).seal(header(me), &l).unwrap();
-    let r = CasesClient::new(gw.channel_as(me).await)
-        .submit_lead(env)
-        .await
-        .unwrap()
-        .into_inner()
-        .receipt
-        .unwrap();
-    let case = pb::Receipt::decode(r.payload.as_slice()).unwrap().case_id;
+    let case = wagelink_tests::submit_lead(&gw, me, &l).await.case_id;
     let hrss = spawn_rest(&gw, AGENCY, tmp.path().join("h"), Some(store.clone())).await;
     assert_eq!(
         call(&hrss, &format!("/cases/{case}/sign-for"), None, "{}")

@@ -173,14 +173,7 @@ async fn events_and_warnings(gw: &TestGateway) {
         worker_count: 3,
         ..Default::default()
     };
-    let env = gw
-        .signer("source-national-platform")
-        .seal(header("source-national-platform"), &lead)
-        .unwrap();
-    CasesClient::new(gw.channel_as("source-national-platform").await)
-        .submit_lead(env)
-        .await
-        .unwrap();
+    wagelink_tests::submit_lead(gw, "source-national-platform", &lead).await;
 
     // The account opened before the month R2 checks, labour cost credited, and a batch with a
     // payroll for another month and a balance; then the rejections, on the same stream.
@@ -528,12 +521,7 @@ async fn account_queries(gw: &TestGateway) {
         worker_count: 3,
         ..Default::default()
     };
-    let me = "source-national-platform";
-    let env = gw.signer(me).seal(header(me), &lead).unwrap();
-    CasesClient::new(gw.channel_as(me).await)
-        .submit_lead(env)
-        .await
-        .unwrap();
+    wagelink_tests::submit_lead(gw, "source-national-platform", &lead).await;
     let account = "3100021109024777777";
     let answers = push(
         gw,
@@ -1123,11 +1111,7 @@ async fn each_warning_rule_fires_once_for_its_period() {
             worker_count: 2,
             ..Default::default()
         };
-        let env = gw.signer(me).seal(header(me), &lead).unwrap();
-        CasesClient::new(gw.channel_as(me).await)
-            .submit_lead(env)
-            .await
-            .unwrap();
+        wagelink_tests::submit_lead(&gw, me, &lead).await;
     }
     let store = gw.running.log.store();
     let expected = [("R1", "P-R1"), ("R3", "P-R3"), ("R8", "P-R8")];

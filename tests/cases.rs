@@ -59,15 +59,7 @@ async fn start(db: TestDb) -> TestGateway {
 }
 
 async fn submit(gw: &TestGateway, who: &str, lead: &pb::Lead) -> pb::Receipt {
-    let env = gw.signer(who).seal(header(who), lead).unwrap();
-    let receipt = CasesClient::new(gw.channel_as(who).await)
-        .submit_lead(env)
-        .await
-        .unwrap()
-        .into_inner()
-        .receipt
-        .unwrap();
-    pb::Receipt::decode(receipt.payload.as_slice()).unwrap()
+    wagelink_tests::submit_lead(gw, who, lead).await
 }
 
 /// Signs and sends one case action as `who`.

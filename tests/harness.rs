@@ -170,3 +170,24 @@ impl TestGateway {
         Signer::from_pem(&cert, &key).expect("a roster signer")
     }
 }
+
+/// Submits a lead signed by roster partner `who`; returns the body of the gateway's receipt.
+pub async fn submit_lead(
+    gw: &TestGateway,
+    who: &str,
+    lead: &wagelink_proto::v1::Lead,
+) -> wagelink_proto::v1::Receipt {
+    use prost::Message;
+    let envelope = gw
+        .signer(who)
+        .seal(header(who), lead)
+        .expect("sealing a lead");
+    let receipt = wagelink_proto::v1::cases_client::CasesClient::new(gw.channel_as(who).await)
+        .submit_lead(envelope)
+        .await
+        .expect("the lead is accepted")
+        .into_inner()
+        .receipt
+        .expect("a receipt");
+    wagelink_proto::v1::Receipt::decode(receipt.payload.as_slice()).expect("a receipt body")
+}

@@ -137,6 +137,24 @@ impl Seen {
     }
 }
 
+/// The gateway's receipt attached to a delivery, decoded (default when absent).
+pub fn receipt_of(d: &pb::MailboxDelivery) -> pb::Receipt {
+    d.receipt
+        .as_ref()
+        .and_then(|r| pb::Receipt::decode(r.payload.as_slice()).ok())
+        .unwrap_or_default()
+}
+
+/// The case a delivery belongs to: its receipt's case id, else its header's subject.
+pub fn case_id_of(d: &pb::MailboxDelivery, header: &pb::Header) -> String {
+    let case_id = receipt_of(d).case_id;
+    if case_id.is_empty() {
+        header.subject.clone()
+    } else {
+        case_id
+    }
+}
+
 /// The signed acknowledgement of one delivery.
 pub fn acknowledgement(
     signer: &Signer,

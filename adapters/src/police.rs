@@ -20,10 +20,6 @@ use serde_json::json;
 use wagelink_proto::envelope::sha256;
 use wagelink_proto::v1 as pb;
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// A file name safe to write in the package: its last path component, not `.`/`..`.
 fn safe_name(name: &str) -> Option<String> {
     let base = name.rsplit(['/', '\\']).next()?.trim();
@@ -44,16 +40,8 @@ pub fn write(
 ) -> Result<PathBuf, String> {
     let env = d.envelope.as_ref().ok_or("the delivery has no envelope")?;
     let h = pb::Header::decode(env.header.as_slice()).map_err(|e| e.to_string())?;
-    let receipt = d
-        .receipt
-        .as_ref()
-        .and_then(|r| pb::Receipt::decode(r.payload.as_slice()).ok())
-        .unwrap_or_default();
-    let case_id = if receipt.case_id.is_empty() {
-        h.subject.clone()
-    } else {
-        receipt.case_id
-    };
+    let receipt = crate::kit::receipt_of(d);
+    let case_id = crate::kit::case_id_of(d, &h);
     let case_dir = package_dir.join(safe_name(&case_id).unwrap_or_else(|| "no-case".into()));
     let forward = (h.payload_type == pb::CaseAction::full_name())
         .then(|| pb::CaseAction::decode(env.payload.as_slice()).ok())
@@ -115,7 +103,7 @@ pub fn write(
     let mut documents = Vec::new();
     for doc in &f.documents {
         let name = safe_name(&doc.file_name);
-        let bytes = store.and_then(|s| std::fs::read(s.join(hex(&doc.sha256))).ok());
+        let bytes = store.and_then(|s| std::fs::read(s.join(hex::encode(&doc.sha256))).ok());
         let present = match (&name, bytes) {
             (Some(name), Some(bytes)) if sha256(&bytes).as_slice() == doc.sha256.as_slice() => {
                 std::fs::write(partial.join(name), &bytes).map_err(|e| e.to_string())?;
@@ -125,7 +113,7 @@ pub fn write(
         };
         documents.push(json!({
             "file_name": name.unwrap_or_default(),
-            "sha256": hex(&doc.sha256),
+            "sha256": hex::encode(&doc.sha256),
             "size_bytes": doc.size_bytes,
             "kind": pb::DocumentKind::try_from(doc.kind).unwrap_or_default().as_str_name(),
             "media_type": doc.media_type,

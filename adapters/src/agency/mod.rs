@@ -60,24 +60,7 @@ pub fn webhook_body(d: &pb::MailboxDelivery) -> Result<Vec<u8>, String> {
         pb::CaseAction::decode(env.payload.as_slice())
             .ok()
             .and_then(|a| a.action)
-            .map(|a| {
-                use pb::case_action::Action as A;
-                match a {
-                    A::SignFor(_) => "sign_for",
-                    A::Progress(_) => "progress",
-                    A::ReturnCase(_) => "return_case",
-                    A::Forward(_) => "forward",
-                    A::Resolve(_) => "resolve",
-                    A::Feedback(_) => "feedback",
-                    A::Close(_) => "close",
-                    A::FilingDecision(_) => "filing_decision",
-                    A::Supervise(_) => "supervise",
-                    A::Sanction(_) => "sanction",
-                    A::Transfer(_) => "transfer",
-                    A::Escalate(_) => "escalate",
-                    A::CourtResult(_) => "court_result",
-                }
-            })
+            .map(|a| a.name())
             .unwrap_or("")
     } else {
         ""
@@ -87,13 +70,7 @@ pub fn webhook_body(d: &pb::MailboxDelivery) -> Result<Vec<u8>, String> {
         .as_ref()
         .map(|r| r.encode_to_vec())
         .unwrap_or_default();
-    let case_id = d
-        .receipt
-        .as_ref()
-        .and_then(|r| pb::Receipt::decode(r.payload.as_slice()).ok())
-        .map(|r| r.case_id)
-        .filter(|c| !c.is_empty())
-        .unwrap_or_else(|| h.subject.clone());
+    let case_id = crate::kit::case_id_of(d, &h);
     let body = serde_json::json!({
         "message_id": h.message_id,
         "sender": h.sender,
@@ -141,12 +118,7 @@ impl Sink {
             Sink::Webhook(url) => post(url, d).await,
             Sink::Package { dir, store } => {
                 // The case's clocks, for the Decree 310 due dates in the manifest.
-                let case_id = d
-                    .receipt
-                    .as_ref()
-                    .and_then(|r| pb::Receipt::decode(r.payload.as_slice()).ok())
-                    .map(|r| r.case_id)
-                    .unwrap_or_default();
+                let case_id = crate::kit::receipt_of(d).case_id;
                 let deadlines = if case_id.is_empty() {
                     Vec::new()
                 } else {

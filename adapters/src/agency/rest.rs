@@ -201,7 +201,9 @@ fn action(step: &str, body: &[u8], store: Option<&PathBuf>) -> Result<(Action, S
             let mut documents = Vec::new();
             for (i, d) in b.documents.into_iter().enumerate() {
                 let (digest, size) = if d.path.is_empty() {
-                    let digest = hex_decode(&d.sha256)
+                    let digest = hex::decode(&d.sha256)
+                        .ok()
+                        .filter(|d| d.len() == 32)
                         .ok_or_else(|| format!("documents[{i}].sha256 is not 64 hex characters"))?;
                     (digest, d.size_bytes)
                 } else {
@@ -211,7 +213,7 @@ fn action(step: &str, body: &[u8], store: Option<&PathBuf>) -> Result<(Action, S
                     let digest = sha256(&bytes);
                     if let Some(store) = store {
                         std::fs::create_dir_all(store)
-                            .and_then(|_| std::fs::write(store.join(hex(&digest)), &bytes))
+                            .and_then(|_| std::fs::write(store.join(hex::encode(digest)), &bytes))
                             .map_err(|e| {
                                 format!("cannot put documents[{i}] in the document store: {e}")
                             })?;
@@ -253,15 +255,6 @@ fn action(step: &str, body: &[u8], store: Option<&PathBuf>) -> Result<(Action, S
     Ok((action, in_reply_to))
 }
 
-fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    if s.len() != 64 {
-        return None;
-    }
-    (0..32)
-        .map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok())
-        .collect()
-}
-
 /// gRPC code → HTTP status.
 fn http_status(code: tonic::Code) -> u16 {
     match code {
@@ -282,7 +275,7 @@ impl Rest {
         let kept = key.map(|k| {
             self.state_dir.join("requests").join(format!(
                 "{}.bin",
-                hex(&sha256(format!("{case_id}\n{step}\n{k}").as_bytes()))
+                hex::encode(sha256(format!("{case_id}\n{step}\n{k}").as_bytes()))
             ))
         });
         let envelope = match kept.as_ref().and_then(|p| std::fs::read(p).ok()) {
@@ -363,10 +356,6 @@ impl Rest {
             ),
         }
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Serves the REST API on `listen` until the task is dropped.

@@ -703,11 +703,11 @@ fn apply(
             return Err(denied(
                 view,
                 actor,
-                action_name(action),
+                action.name(),
                 "the partners with a role on it",
             ));
         }
-        return Err(wrong_state(&id, view, action_name(action)));
+        return Err(wrong_state(&id, view, action.name()));
     }
     if matches!(action, A::Escalate(_)) != actor.kind.is_none() {
         return Err(match action {
@@ -716,7 +716,7 @@ fn apply(
             ),
             _ => CaseError::PermissionDenied(format!(
                 "the gateway does not take {} steps",
-                action_name(action)
+                action.name()
             )),
         });
     }
@@ -1130,36 +1130,15 @@ fn apply(
             ))
         }
         A::FilingDecision(d) => {
-            let target = view.forwarded_to.iter().any(|p| p == me);
-            if !target || actor.kind != Some(PartnerKind::Police) {
-                return Err(denied(
-                    view,
-                    actor,
-                    "filing_decision",
-                    "the police the case was referred to",
-                ));
-            }
-            if eff != S::Forwarded {
-                return Err(wrong_state(&id, view, "filing_decision"));
-            }
-            let referral = view
-                .history
-                .iter()
-                .rev()
-                .find(|e| {
-                    e.kind == E::Forward as i32
-                        && e.routed_to.first().is_some_and(|r| r.partner_id == me)
-                })
-                .map(|e| e.message_id.clone())
-                .unwrap_or_default();
-            if input.in_reply_to != referral {
-                return Err(invalid(
-                    "header.in_reply_to",
-                    format!(
-                        "a filing decision answers the referral: set it to the referral's message_id {referral}"
-                    ),
-                ));
-            }
+            answers_forward(
+                view,
+                input,
+                eff,
+                PartnerKind::Police,
+                "filing_decision",
+                "the police the case was referred to",
+                "a filing decision answers the referral",
+            )?;
             let outcome = pb::FilingOutcome::try_from(d.outcome).unwrap_or_default();
             if outcome == pb::FilingOutcome::Unspecified {
                 return Err(invalid(
@@ -1367,36 +1346,15 @@ fn apply(
             Ok(s)
         }
         A::CourtResult(c) => {
-            let target = view.forwarded_to.iter().any(|p| p == me);
-            if !target || actor.kind != Some(PartnerKind::Court) {
-                return Err(denied(
-                    view,
-                    actor,
-                    "court_result",
-                    "the court the case was forwarded to",
-                ));
-            }
-            if eff != S::Forwarded {
-                return Err(wrong_state(&id, view, "court_result"));
-            }
-            let request = view
-                .history
-                .iter()
-                .rev()
-                .find(|e| {
-                    e.kind == E::Forward as i32
-                        && e.routed_to.first().is_some_and(|r| r.partner_id == me)
-                })
-                .map(|e| e.message_id.clone())
-                .unwrap_or_default();
-            if input.in_reply_to != request {
-                return Err(invalid(
-                    "header.in_reply_to",
-                    format!(
-                        "a court result answers the request: set it to the request's message_id {request}"
-                    ),
-                ));
-            }
+            answers_forward(
+                view,
+                input,
+                eff,
+                PartnerKind::Court,
+                "court_result",
+                "the court the case was forwarded to",
+                "a court result answers the request",
+            )?;
             let kind = pb::CourtResultKind::try_from(c.kind).unwrap_or_default();
             if kind == pb::CourtResultKind::Unspecified {
                 return Err(invalid("court_result.kind", "is required"));
@@ -1521,22 +1479,42 @@ fn transfer_to(view: &mut pb::CaseView, r: &Reroute, now: i64) -> Vec<pb::Routin
     routed
 }
 
-fn action_name(a: &A) -> &'static str {
-    match a {
-        A::SignFor(_) => "sign_for",
-        A::Progress(_) => "progress",
-        A::ReturnCase(_) => "return_case",
-        A::Forward(_) => "forward",
-        A::Resolve(_) => "resolve",
-        A::Feedback(_) => "feedback",
-        A::Close(_) => "close",
-        A::FilingDecision(_) => "filing_decision",
-        A::Supervise(_) => "supervise",
-        A::Sanction(_) => "sanction",
-        A::Transfer(_) => "transfer",
-        A::Escalate(_) => "escalate",
-        A::CourtResult(_) => "court_result",
+/// Checks an answer by a forward target to what was forwarded to it: the sender is the target
+/// (of the right kind), the case is FORWARDED, and Header.in_reply_to names the latest forward
+/// to the sender.
+fn answers_forward(
+    view: &pb::CaseView,
+    input: &StepInput,
+    eff: S,
+    kind: PartnerKind,
+    action: &str,
+    who: &str,
+    what: &str,
+) -> Result<(), CaseError> {
+    let me = input.actor.id.as_str();
+    if !view.forwarded_to.iter().any(|p| p == me) || input.actor.kind != Some(kind) {
+        return Err(denied(view, &input.actor, action, who));
     }
+    if eff != S::Forwarded {
+        return Err(wrong_state(&view.case_id, view, action));
+    }
+    let forward = view
+        .history
+        .iter()
+        .rev()
+        .find(|e| {
+            e.kind == pb::CaseEventKind::Forward as i32
+                && e.routed_to.first().is_some_and(|r| r.partner_id == me)
+        })
+        .map(|e| e.message_id.as_str())
+        .unwrap_or_default();
+    if input.in_reply_to != forward {
+        return Err(invalid(
+            "header.in_reply_to",
+            format!("{what}: set it to that message's message_id {forward}"),
+        ));
+    }
+    Ok(())
 }
 
 /// A letter of the 三交办 mechanism, or a reply to one.
