@@ -49,6 +49,8 @@ pub struct Config {
     pub cases: CasesConfig,
     /// Bank events and warnings.
     pub banks: BanksConfig,
+    /// Administration: certificate expiry warnings and CRLs.
+    pub admin: AdminConfig,
     /// How often (seconds) the partner registry is re-read from the database, to pick up
     /// changes made by other replicas. Changes made through this gateway apply at once.
     /// Default 5.
@@ -66,6 +68,34 @@ pub struct TlsConfig {
     pub certificate: PathBuf,
     /// The gateway's server private key. Default `pki/gateway.key`.
     pub key: PathBuf,
+    /// The federation CA's private key, when this gateway issues certificates from CSRs and
+    /// signs CRLs (`wagelink dev` sets `pki/federation-ca.key`). Unset in production, where the
+    /// CA's key never reaches the gateway: Admin.IssueCertificate and ExportCrl then answer
+    /// FAILED_PRECONDITION and certificates are imported.
+    pub ca_key: Option<PathBuf>,
+}
+
+/// Certificate expiry warnings and CRLs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Days before a partner certificate expires at which the log warns, once each.
+    /// Default [30, 7, 1].
+    pub expiry_warning_days: Vec<u32>,
+    /// How often (seconds) certificates are checked for expiry. Default 3600.
+    pub expiry_scan_secs: u64,
+    /// How long (hours) an exported CRL is valid: its nextUpdate. Default 24.
+    pub crl_validity_hours: u32,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            expiry_warning_days: vec![30, 7, 1],
+            expiry_scan_secs: 3600,
+            crl_validity_hours: 24,
+        }
+    }
 }
 
 /// Redelivery and dead-lettering of mailbox messages.
@@ -208,6 +238,7 @@ impl Default for Config {
             delivery: DeliveryConfig::default(),
             cases: CasesConfig::default(),
             banks: BanksConfig::default(),
+            admin: AdminConfig::default(),
             registry_reload_secs: 5,
         }
     }
@@ -219,6 +250,7 @@ impl Default for TlsConfig {
             ca: PathBuf::from("pki/federation-ca.pem"),
             certificate: PathBuf::from("pki/gateway.pem"),
             key: PathBuf::from("pki/gateway.key"),
+            ca_key: None,
         }
     }
 }
@@ -265,6 +297,11 @@ impl Config {
             self.data_dir = base.join(&self.data_dir);
         }
         let data_dir = self.data_dir.clone();
+        if let Some(key) = &mut self.tls.ca_key
+            && key.is_relative()
+        {
+            *key = data_dir.join(&*key);
+        }
         for p in [
             &mut self.tls.ca,
             &mut self.tls.certificate,

@@ -13,6 +13,7 @@
 //! - [`services`] — the gRPC services, thin over the domain;
 //! - [`server`] — assembly; [`config`] — configuration; [`cli`] — the `wagelink` command.
 
+pub mod admin;
 pub mod banks;
 pub mod cases;
 pub mod cli;

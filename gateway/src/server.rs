@@ -28,12 +28,14 @@ use crate::layers::rate::RateLimit;
 use crate::layers::unbuilt::Unbuilt;
 use crate::ledger::checkpoint::LogKey;
 use crate::ledger::log::{EvidenceLog, LogKeys};
-use crate::routing::{DEFAULT_RULES, RuleSet};
+use crate::pki::FederationCa;
+use crate::routing::{ActiveRules, DEFAULT_RULES, RuleSet};
 use crate::services::accounts::AccountQueriesService;
+use crate::services::admin::AdminService;
 use crate::services::audit::AuditService;
 use crate::services::banks::BanksService;
 use crate::services::cases::CasesService;
-use crate::services::delivery::{DeliveryPolicy, DeliveryService};
+use crate::services::delivery::{DeliveryPolicy, DeliveryService, Subscribers};
 use crate::services::identity::IdentityService;
 use crate::store::{Store, StoreError};
 use crate::tls::{PartnerConn, TlsError, install_crypto_provider, server_config};
@@ -168,15 +170,38 @@ pub fn log_keys(config: &Config) -> Result<LogKeys, ServeError> {
 
 /// The routing rules named by the configuration, or the built-in defaults.
 pub fn routing_rules(config: &Config) -> Result<RuleSet, ServeError> {
+    configured_rules(config).map(|(_, rules)| rules)
+}
+
+/// The text and the checked rules of the configuration's rules file (or the built-in
+/// defaults): the first version of a new database.
+fn configured_rules(config: &Config) -> Result<(String, RuleSet), ServeError> {
     match &config.routing.rules {
         None => RuleSet::parse(DEFAULT_RULES)
+            .map(|r| (DEFAULT_RULES.to_owned(), r))
             .map_err(|e| ServeError::Rules(format!("built-in defaults: {e}"))),
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| ServeError::Rules(format!("cannot read {}: {e}", path.display())))?;
-            RuleSet::parse(&text).map_err(|e| ServeError::Rules(format!("{}: {e}", path.display())))
+            let rules = RuleSet::parse(&text)
+                .map_err(|e| ServeError::Rules(format!("{}: {e}", path.display())))?;
+            Ok((text, rules))
         }
     }
+}
+
+/// The federation CA, when the configuration gives its key.
+fn federation_ca(config: &Config) -> Result<Option<Arc<FederationCa>>, ServeError> {
+    let Some(key_path) = &config.tls.ca_key else {
+        return Ok(None);
+    };
+    let read = |path: &std::path::Path| {
+        std::fs::read_to_string(path)
+            .map_err(|e| ServeError::Keys(format!("cannot read {}: {e}", path.display())))
+    };
+    let ca = FederationCa::load(&read(&config.tls.ca)?, &read(key_path)?)
+        .map_err(|e| ServeError::Keys(format!("[tls] ca_key {}: {e}", key_path.display())))?;
+    Ok(Some(Arc::new(ca)))
 }
 
 /// Starts serving with an opened store and registry.
@@ -202,7 +227,12 @@ pub async fn start(
         Duration::from_millis(config.log.checkpoint_interval_ms),
     )
     .await?;
-    let rules = Arc::new(routing_rules(config)?);
+    let (rules_text, configured) = configured_rules(config)?;
+    let rules = ActiveRules::load(store.clone(), &rules_text, &configured)
+        .await
+        .map_err(|e| ServeError::Rules(e.to_string()))?;
+    let ca = federation_ca(config)?;
+    let chain = crate::tls::chain_verifier(&config.tls.ca)?;
     let federation_ca_pem = std::fs::read_to_string(&config.tls.ca)
         .map_err(|e| ServeError::Keys(format!("cannot read {}: {e}", config.tls.ca.display())))?;
     let listener = TcpListener::bind(config.listen)
@@ -227,6 +257,7 @@ pub async fn start(
     ));
     tokio::spawn(reload_loop(
         registry.clone(),
+        rules.clone(),
         Duration::from_secs(config.registry_reload_secs.max(1)),
         shutdown_rx.clone(),
     ));
@@ -250,6 +281,9 @@ pub async fn start(
         .await;
     health
         .set_serving::<pb::account_queries_server::AccountQueriesServer<AccountQueriesService>>()
+        .await;
+    health
+        .set_serving::<pb::admin_server::AdminServer<AdminService>>()
         .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(wagelink_proto::FILE_DESCRIPTOR_SET)
@@ -294,9 +328,30 @@ pub async fn start(
             config.banks.max_query_days.clamp(1, 3660) as i32,
         ))
         .max_decoding_message_size(limits.max_message_bytes);
-    let cases =
-        pb::cases_server::CasesServer::new(CasesService::new(registry.clone(), log.clone(), rules))
-            .max_decoding_message_size(limits.max_message_bytes);
+    let cases = pb::cases_server::CasesServer::new(CasesService::new(
+        registry.clone(),
+        log.clone(),
+        rules.clone(),
+    ))
+    .max_decoding_message_size(limits.max_message_bytes);
+    let subscribers = Subscribers::default();
+    let admin = pb::admin_server::AdminServer::new(AdminService::new(
+        registry.clone(),
+        log.clone(),
+        rules,
+        ca,
+        chain,
+        subscribers.clone(),
+        config.admin.crl_validity_hours,
+    ))
+    .max_decoding_message_size(limits.max_message_bytes);
+    tokio::spawn(crate::admin::expiry::expiry_scan(
+        store.clone(),
+        registry.clone(),
+        config.admin.expiry_warning_days.clone(),
+        Duration::from_secs(config.admin.expiry_scan_secs.max(1)),
+        shutdown_rx.clone(),
+    ));
     let delivery = pb::delivery_server::DeliveryServer::new(DeliveryService::new(
         registry.clone(),
         log.clone(),
@@ -304,6 +359,7 @@ pub async fn start(
             redeliver_after: Duration::from_millis(config.delivery.redeliver_after_ms.max(1)),
             max_attempts: config.delivery.max_attempts.max(1),
         },
+        subscribers,
         shutdown_rx.clone(),
     ))
     .max_decoding_message_size(limits.max_message_bytes);
@@ -342,7 +398,8 @@ pub async fn start(
         .add_service(banks)
         .add_service(account_queries)
         .add_service(delivery)
-        .add_service(audit);
+        .add_service(audit)
+        .add_service(admin);
     let server = tokio::spawn(async move {
         router
             .serve_with_incoming_shutdown(ReceiverStream::new(conn_rx), stopped(stop))
@@ -405,7 +462,12 @@ async fn accept_loop(
     }
 }
 
-async fn reload_loop(registry: Arc<Registry>, every: Duration, shutdown: watch::Receiver<bool>) {
+async fn reload_loop(
+    registry: Arc<Registry>,
+    rules: Arc<ActiveRules>,
+    every: Duration,
+    shutdown: watch::Receiver<bool>,
+) {
     let mut tick = tokio::time::interval(every);
     tick.tick().await;
     loop {
@@ -413,6 +475,9 @@ async fn reload_loop(registry: Arc<Registry>, every: Duration, shutdown: watch::
             _ = tick.tick() => {
                 if let Err(e) = registry.reload().await {
                     tracing::warn!(error = %e, "reloading the partner registry failed; keeping the last one");
+                }
+                if let Err(e) = rules.reload().await {
+                    tracing::warn!(error = %e, "reloading the routing rules failed; keeping the last ones");
                 }
             }
             _ = stopped(shutdown.clone()) => return,

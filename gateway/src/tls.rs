@@ -15,6 +15,7 @@ use rustls::RootCertStore;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::ClientCertVerifier;
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -79,6 +80,23 @@ fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     Ok(certs.into_iter().map(CertificateDer::from).collect())
 }
 
+/// The chain check of partner certificates: valid, client-auth, issued under the federation
+/// CA(s) in `ca` (PEM).
+pub fn chain_verifier(ca: &Path) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    for cert in certificates(ca)? {
+        roots.add(cert).map_err(|e| TlsError::Pem {
+            path: ca.display().to_string(),
+            what: "CA certificate",
+            why: e.to_string(),
+        })?;
+    }
+    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+        .build()
+        .map_err(|e| TlsError::Verifier(e.to_string()))
+}
+
 /// The rustls server configuration: TLS 1.3 only, h2, client certificates mandatory and
 /// checked against the federation CA and the registry.
 pub fn server_config(
@@ -86,17 +104,7 @@ pub fn server_config(
     registry: Arc<Registry>,
 ) -> Result<rustls::ServerConfig, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = RootCertStore::empty();
-    for ca in certificates(&tls.ca)? {
-        roots.add(ca).map_err(|e| TlsError::Pem {
-            path: tls.ca.display().to_string(),
-            what: "CA certificate",
-            why: e.to_string(),
-        })?;
-    }
-    let chain = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .build()
-        .map_err(|e| TlsError::Verifier(e.to_string()))?;
+    let chain = chain_verifier(&tls.ca)?;
     let verifier = Arc::new(PartnerVerifier::new(chain, registry));
     let key_pem = read(&tls.key)?;
     let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| TlsError::Pem {

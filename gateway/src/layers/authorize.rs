@@ -116,7 +116,26 @@ pub const TABLE: &[(&str, Callers)] = &[
         "/wagelink.v1.Audit/GetEntries",
         Callers::Only(&[K::LeadingOffice, K::Admin]),
     ),
+    // Administration: operators only.
+    ("/wagelink.v1.Admin/OnboardPartner", ADMINS),
+    ("/wagelink.v1.Admin/ChangeJurisdiction", ADMINS),
+    ("/wagelink.v1.Admin/SuspendPartner", ADMINS),
+    ("/wagelink.v1.Admin/ReinstatePartner", ADMINS),
+    ("/wagelink.v1.Admin/IssueCertificate", ADMINS),
+    ("/wagelink.v1.Admin/ImportCertificate", ADMINS),
+    ("/wagelink.v1.Admin/RevokeCertificate", ADMINS),
+    ("/wagelink.v1.Admin/UploadRules", ADMINS),
+    ("/wagelink.v1.Admin/RollbackRules", ADMINS),
+    ("/wagelink.v1.Admin/ListPartners", ADMINS),
+    ("/wagelink.v1.Admin/GetPartner", ADMINS),
+    ("/wagelink.v1.Admin/ListCertificates", ADMINS),
+    ("/wagelink.v1.Admin/ExportCrl", ADMINS),
+    ("/wagelink.v1.Admin/ListRuleVersions", ADMINS),
+    ("/wagelink.v1.Admin/DryRunRules", ADMINS),
 ];
+
+/// The Admin service's callers.
+const ADMINS: Callers = Callers::Only(&[K::Admin]);
 
 pub fn callers(path: &str) -> Option<Callers> {
     TABLE.iter().find(|(p, _)| *p == path).map(|(_, c)| *c)
@@ -293,6 +312,31 @@ mod tests {
                         tonic::Code::PermissionDenied
                     };
                     assert_eq!(status.code(), expected, "{path}");
+                }
+            }
+            // Administration: operators only, whatever else the caller may do.
+            for method in [
+                "OnboardPartner",
+                "ChangeJurisdiction",
+                "SuspendPartner",
+                "ReinstatePartner",
+                "IssueCertificate",
+                "ImportCertificate",
+                "RevokeCertificate",
+                "UploadRules",
+                "RollbackRules",
+                "ListPartners",
+                "GetPartner",
+                "ListCertificates",
+                "ExportCrl",
+                "ListRuleVersions",
+                "DryRunRules",
+            ] {
+                let path = format!("/wagelink.v1.Admin/{method}");
+                let result = Authorize.admit(&mut request(&path, kind));
+                assert_eq!(result.is_ok(), kind == K::Admin, "{kind} → {path}");
+                if let Err(status) = result {
+                    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{path}");
                 }
             }
         }

@@ -20,6 +20,7 @@ use wagelink_proto::v1 as pb;
 
 use super::checkpoint::{Checkpoint, LogKey};
 use super::merkle::{Hash, ProofError, Tree, leaf_hash};
+use crate::admin::AdminChange;
 use crate::banks::event::CheckedEvent;
 use crate::cases::machine::{self, Opening, StepInput};
 use crate::identity::PartnerId;
@@ -72,6 +73,8 @@ pub enum EntryKind {
         delivered_log_index: u64,
         cursor: u64,
     },
+    /// An admin action: the entry keeps the payload in full and names what it changed.
+    Admin,
 }
 
 /// A change an accepted envelope makes beside the log, durable together with its entry.
@@ -100,6 +103,9 @@ pub enum Effect {
         subject: String,
         period: String,
     },
+    /// An admin action on the registry or the routing rules, checked against the store as the
+    /// transaction sees it.
+    Admin(Box<AdminChange>),
 }
 
 /// What a bank's envelope reports.
@@ -581,7 +587,8 @@ async fn case_change(
             | Effect::Acknowledge { .. }
             | Effect::Accounts(_)
             | Effect::Answers { .. }
-            | Effect::Warning { .. } => {}
+            | Effect::Warning { .. }
+            | Effect::Admin(_) => {}
         }
     }
     Ok(None)
@@ -635,6 +642,24 @@ async fn accounts_check(
         }
     }
     Ok(Ok(fresh))
+}
+
+/// Applies an append's admin change, if it has one; returns what it changed (the entry's
+/// `target`), or why it was refused (then nothing was written).
+async fn admin_change(
+    tx: &mut LedgerTx,
+    a: &Accepted,
+    index: u64,
+    now: i64,
+) -> Result<Option<Result<String, Refused>>, StoreError> {
+    for effect in &a.effects {
+        if let Effect::Admin(change) = effect {
+            return crate::admin::apply(tx, change, a.submitted_by.as_str(), index, now)
+                .await
+                .map(Some);
+        }
+    }
+    Ok(None)
 }
 
 /// Stores an append's new account events and its warning, after its entry.
@@ -768,6 +793,15 @@ async fn decide(
             Some(Ok(change)) => Some(change),
             None => None,
         };
+        // An admin action is checked and applied last: nothing after it can refuse the append.
+        let target = match admin_change(tx, a, index, now.seconds).await? {
+            Some(Err(e)) => {
+                outcomes.push(Err(AppendError::Case(e)));
+                continue;
+            }
+            Some(Ok(target)) => target,
+            None => String::new(),
+        };
         let (case_id, routed_to) = match &change {
             Some(c) => (c.record.view.case_id.clone(), c.step.routed_to.clone()),
             None => (a.case_id.clone(), a.routed_to.clone()),
@@ -799,6 +833,15 @@ async fn decide(
                 delivered_header_sha256: delivered_header_sha256.clone(),
                 delivered_log_index: Some(*delivered_log_index),
                 cursor: *cursor,
+            }),
+            EntryKind::Admin => pb::entry_body::Kind::Admin(pb::AdminEntry {
+                header: a.header_bytes.clone(),
+                signatures: a.signatures.clone(),
+                admin: a.submitted_by.to_string(),
+                accepted_at: Some(now),
+                payload_sha256: a.header.payload_sha256.clone(),
+                payload: a.payload.clone(),
+                target,
             }),
         };
         let entry = pb::EntryBody { kind: Some(body) }.encode_to_vec();
@@ -901,7 +944,8 @@ async fn decide(
                 Effect::OpenCase(_)
                 | Effect::Case(_)
                 | Effect::Accounts(_)
-                | Effect::Warning { .. } => {}
+                | Effect::Warning { .. }
+                | Effect::Admin(_) => {}
             }
         }
         accounts_write(tx, a, &fresh, &case_id, index, now.seconds).await?;
@@ -932,7 +976,7 @@ fn receipt(
     at: prost_types::Timestamp,
 ) -> Result<pb::SignedEnvelope, wagelink_proto::envelope::EnvelopeError> {
     let kind = match a.kind {
-        EntryKind::Accepted => pb::ReceiptKind::Accepted,
+        EntryKind::Accepted | EntryKind::Admin => pb::ReceiptKind::Accepted,
         EntryKind::Acknowledged { .. } => pb::ReceiptKind::Acknowledged,
     };
     let body = pb::Receipt {

@@ -292,7 +292,9 @@ pub fn prepare(data_dir: &Path) -> Result<(Config, bool), DevError> {
         ensure_log_key(&config)?;
         return Ok((config, false));
     }
-    let config = Config::default();
+    let mut config = Config::default();
+    // The dev CA's key is on disk anyway: let the gateway issue from CSRs and sign CRLs.
+    config.tls.ca_key = Some(PathBuf::from("pki/federation-ca.key"));
     let trust_domain = config.trust_domain.clone();
     let ca = FederationCa::generate(&trust_domain)?;
     write(

@@ -190,6 +190,324 @@ impl FederationCa {
     }
 }
 
+/// A certificate profile the CA issues to from a CSR (certs/profiles/<name>.toml).
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub name: String,
+    pub description: String,
+    /// Validity when the request asks for none.
+    pub default_days: u32,
+    /// The longest validity the profile allows.
+    pub max_days: u32,
+    /// Key algorithms accepted in a CSR, as `inspect_certificate` spells them.
+    pub key_algorithms: Vec<String>,
+    key_usages: Vec<KeyUsagePurpose>,
+    extended_key_usages: Vec<ExtendedKeyUsagePurpose>,
+}
+
+#[derive(serde::Deserialize)]
+struct ProfileFile {
+    name: String,
+    description: String,
+    validity: ProfileValidity,
+    key: ProfileKey,
+    key_usage: ProfileUsages,
+    extended_key_usage: ProfileUsages,
+}
+
+#[derive(serde::Deserialize)]
+struct ProfileValidity {
+    days: u32,
+    max_days: u32,
+}
+
+#[derive(serde::Deserialize)]
+struct ProfileKey {
+    csr_algorithms: Vec<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct ProfileUsages {
+    usages: Vec<String>,
+}
+
+/// The profiles certificates are issued to from a CSR, read from certs/profiles/ (built in).
+const ISSUABLE_PROFILES: &[&str] = &[include_str!("../../../certs/profiles/partner.toml")];
+
+fn parse_profile(text: &str) -> Result<Profile, String> {
+    let file: ProfileFile = toml::from_str(text).map_err(|e| e.to_string())?;
+    let key_usages = file
+        .key_usage
+        .usages
+        .iter()
+        .map(|u| match u.as_str() {
+            "digitalSignature" => Ok(KeyUsagePurpose::DigitalSignature),
+            "keyAgreement" => Ok(KeyUsagePurpose::KeyAgreement),
+            other => Err(format!("key usage {other:?} is not issued to partners")),
+        })
+        .collect::<Result<_, _>>()?;
+    let extended_key_usages = file
+        .extended_key_usage
+        .usages
+        .iter()
+        .map(|u| match u.as_str() {
+            "clientAuth" => Ok(ExtendedKeyUsagePurpose::ClientAuth),
+            other => Err(format!(
+                "extended key usage {other:?} is not issued to partners"
+            )),
+        })
+        .collect::<Result<_, _>>()?;
+    if file.validity.days == 0 || file.validity.days > file.validity.max_days {
+        return Err("validity.days must be between 1 and validity.max_days".into());
+    }
+    Ok(Profile {
+        name: file.name,
+        description: file.description,
+        default_days: file.validity.days,
+        max_days: file.validity.max_days,
+        key_algorithms: file.key.csr_algorithms,
+        key_usages,
+        extended_key_usages,
+    })
+}
+
+/// The profiles the CA issues to from a CSR.
+pub fn profiles() -> &'static [Profile] {
+    static PROFILES: std::sync::OnceLock<Vec<Profile>> = std::sync::OnceLock::new();
+    PROFILES.get_or_init(|| {
+        ISSUABLE_PROFILES
+            .iter()
+            .filter_map(|text| match parse_profile(text) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    tracing::error!(error = %e, "a built-in certificate profile does not load");
+                    None
+                }
+            })
+            .collect()
+    })
+}
+
+/// Why a certificate could not be issued from a CSR; each says what to fix.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum CsrError {
+    #[error(
+        "csr_pem is not a PEM certificate signing request (-----BEGIN CERTIFICATE REQUEST-----) whose self-signature verifies: {0}"
+    )]
+    Unreadable(String),
+    #[error("profile {given:?} is unknown: use one of {known}")]
+    UnknownProfile { given: String, known: String },
+    #[error("validity_days {asked} is beyond profile {profile}'s maximum of {max} days")]
+    TooLong {
+        asked: u32,
+        profile: String,
+        max: u32,
+    },
+    #[error("the CSR's key is {found}; profile {profile} issues for {allowed} keys only")]
+    KeyAlgorithm {
+        found: String,
+        profile: String,
+        allowed: String,
+    },
+    #[error("the certificate could not be made: {0}")]
+    Signing(String),
+}
+
+/// The profile named `name` ("" = `partner`).
+pub fn profile(name: &str) -> Result<&'static Profile, CsrError> {
+    let name = if name.is_empty() { "partner" } else { name };
+    profiles()
+        .iter()
+        .find(|p| p.name == name)
+        .ok_or_else(|| CsrError::UnknownProfile {
+            given: name.to_owned(),
+            known: profiles()
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
+/// One revoked certificate, as a CRL lists it.
+#[derive(Debug, Clone)]
+pub struct RevokedEntry {
+    /// The certificate's DER (its serial and issuer are read from it).
+    pub der: Vec<u8>,
+    /// Unix seconds.
+    pub revoked_at: i64,
+    /// RFC 5280 CRLReason code; None writes no reasonCode.
+    pub code: Option<u8>,
+}
+
+/// A signed CRL.
+#[derive(Debug, Clone)]
+pub struct SignedCrl {
+    pub der: Vec<u8>,
+    pub pem: String,
+    /// How many revoked certificates it lists.
+    pub listed: usize,
+}
+
+fn crl_reason(code: u8) -> Option<rcgen::RevocationReason> {
+    use rcgen::RevocationReason as R;
+    Some(match code {
+        0 => R::Unspecified,
+        1 => R::KeyCompromise,
+        2 => R::CaCompromise,
+        3 => R::AffiliationChanged,
+        4 => R::Superseded,
+        5 => R::CessationOfOperation,
+        6 => R::CertificateHold,
+        8 => R::RemoveFromCrl,
+        9 => R::PrivilegeWithdrawn,
+        10 => R::AaCompromise,
+        _ => return None,
+    })
+}
+
+/// Big-endian bytes without leading zeros (at least one byte).
+fn minimal(bytes: &[u8]) -> &[u8] {
+    let first = bytes
+        .iter()
+        .position(|b| *b != 0)
+        .unwrap_or(bytes.len().saturating_sub(1));
+    &bytes[first..]
+}
+
+fn offset_time(unix: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(unix).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+impl FederationCa {
+    /// The DER of the CA's certificate.
+    fn der(&self) -> Result<Vec<u8>, PkiError> {
+        crate::tls::pem_certificates(self.cert_pem.as_bytes())
+            .ok()
+            .and_then(|mut all| (!all.is_empty()).then(|| all.remove(0)))
+            .ok_or_else(|| PkiError::Invalid {
+                what: "the federation CA certificate".into(),
+                why: "it holds no certificate".into(),
+            })
+    }
+
+    /// A partner certificate for the public key of a PEM CSR, to `profile`: only the CSR's key
+    /// is used; subject, SAN URI, usages and validity come from the partner and the profile.
+    pub fn issue_from_csr(
+        &self,
+        trust_domain: &str,
+        partner: &PartnerId,
+        common_name: &str,
+        csr_pem: &str,
+        profile: &Profile,
+        validity_days: u32,
+    ) -> Result<Issued, CsrError> {
+        let days = if validity_days == 0 {
+            profile.default_days
+        } else {
+            validity_days
+        };
+        if days > profile.max_days {
+            return Err(CsrError::TooLong {
+                asked: days,
+                profile: profile.name.clone(),
+                max: profile.max_days,
+            });
+        }
+        let csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)
+            .map_err(|e| CsrError::Unreadable(e.to_string()))?;
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::OrganizationName, "wagelink federation");
+        dn.push(DnType::CommonName, common_name);
+        params.distinguished_name = dn;
+        let uri = format!("{}{}", partner_uri_prefix(trust_domain), partner);
+        params.subject_alt_names = vec![SanType::URI(
+            uri.try_into()
+                .map_err(|e: rcgen::Error| CsrError::Signing(e.to_string()))?,
+        )];
+        params.key_usages = profile.key_usages.clone();
+        params.extended_key_usages = profile.extended_key_usages.clone();
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now - Duration::hours(1);
+        params.not_after = now + Duration::days(i64::from(days));
+        params.serial_number = Some(random_serial());
+        params.use_authority_key_identifier_extension = true;
+        let request = rcgen::CertificateSigningRequestParams {
+            params,
+            public_key: csr.public_key,
+        };
+        let cert = request
+            .signed_by(&self.issuer)
+            .map_err(|e| CsrError::Signing(e.to_string()))?;
+        let facts = crate::identity::inspect_certificate(cert.der(), trust_domain)
+            .map_err(|e| CsrError::Signing(e.to_string()))?;
+        if !profile.key_algorithms.contains(&facts.key_algorithm) {
+            return Err(CsrError::KeyAlgorithm {
+                found: facts.key_algorithm,
+                profile: profile.name.clone(),
+                allowed: profile.key_algorithms.join(", "),
+            });
+        }
+        Ok(Issued {
+            cert_pem: cert.pem(),
+            key_pem: String::new(),
+            der: cert.der().to_vec(),
+        })
+    }
+
+    /// Whether this CA issued the certificate `der` (its issuer is the CA's subject).
+    pub fn issued(&self, der: &[u8]) -> bool {
+        use x509_parser::prelude::{FromDer, X509Certificate};
+        let Ok(own) = self.der() else { return false };
+        let (Ok((_, ca)), Ok((_, cert))) = (
+            X509Certificate::from_der(&own),
+            X509Certificate::from_der(der),
+        ) else {
+            return false;
+        };
+        cert.issuer().as_raw() == ca.subject().as_raw()
+    }
+
+    /// A CRL listing the revoked certificates this CA issued (others are left out).
+    pub fn crl(
+        &self,
+        revoked: &[RevokedEntry],
+        number: u64,
+        this_update: i64,
+        next_update: i64,
+    ) -> Result<SignedCrl, PkiError> {
+        use x509_parser::prelude::{FromDer, X509Certificate};
+        let mut revoked_certs = Vec::new();
+        for r in revoked.iter().filter(|r| self.issued(&r.der)) {
+            let Ok((_, cert)) = X509Certificate::from_der(&r.der) else {
+                continue;
+            };
+            revoked_certs.push(rcgen::RevokedCertParams {
+                serial_number: SerialNumber::from_slice(cert.raw_serial()),
+                revocation_time: offset_time(r.revoked_at),
+                reason_code: r.code.and_then(crl_reason),
+                invalidity_date: None,
+            });
+        }
+        let listed = revoked_certs.len();
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: offset_time(this_update),
+            next_update: offset_time(next_update),
+            crl_number: SerialNumber::from_slice(minimal(&number.to_be_bytes())),
+            issuing_distribution_point: None,
+            revoked_certs,
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        let crl = params.signed_by(&self.issuer)?;
+        Ok(SignedCrl {
+            der: crl.der().to_vec(),
+            pem: crl.pem()?,
+            listed,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

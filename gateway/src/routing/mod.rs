@@ -7,8 +7,10 @@
 //! copies and supervisors. Partner ids may use `{region}` (the lead's region code) and `a|b`
 //! ("a if registered, else b").
 
+mod active;
 mod rules;
 
+pub use active::{ActiveRules, ActiveRulesError, rules_sha256};
 pub use rules::{ClockUnit, Clocks, Lead, RuleSet, RulesError};
 
 use std::collections::BTreeSet;

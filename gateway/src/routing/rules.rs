@@ -159,6 +159,8 @@ impl When {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
     pub id: String,
+    /// The line of its `id` in the rules file.
+    pub line: usize,
     pub description: String,
     pub also: bool,
     pub when: When,
@@ -212,7 +214,8 @@ struct FileRule {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
-    version: u32,
+    #[serde(default)]
+    version: Option<u32>,
     #[serde(default)]
     description: String,
     #[serde(rename = "rule", default)]
@@ -247,13 +250,41 @@ fn check_partner_spec(spec: &str) -> Result<(), String> {
 }
 
 impl RuleSet {
+    /// The first partner named outright (not through `{region}`) for which no alternative
+    /// passes `usable`, as a refusal naming its rule's line.
+    pub fn unusable_partner(&self, usable: impl Fn(&str) -> bool) -> Option<RulesError> {
+        for rule in &self.rules {
+            for spec in rule
+                .handler
+                .iter()
+                .chain(&rule.co_handlers)
+                .chain(&rule.copies)
+                .chain(&rule.supervisors)
+            {
+                if spec.contains("{region}") {
+                    continue;
+                }
+                if !spec.split('|').any(|alt| usable(alt.trim())) {
+                    return Some(RulesError {
+                        line: rule.line,
+                        reason: format!(
+                            "rule {:?}: {spec:?} is not an active registered partner; onboard it first or correct the id",
+                            rule.id
+                        ),
+                    });
+                }
+            }
+        }
+        None
+    }
+
     /// Parses and checks a rules file.
     pub fn parse(text: &str) -> Result<Self, RulesError> {
         let file: File = toml::from_str(text).map_err(|e| RulesError {
             line: e.span().map_or(1, |s| line_of(text, s.start)),
             reason: e.message().to_owned(),
         })?;
-        if file.version == 0 {
+        if file.version == Some(0) {
             return Err(RulesError {
                 line: 1,
                 reason: "version must be 1 or more".into(),
@@ -306,6 +337,7 @@ impl RuleSet {
             }
             rules.push(Rule {
                 id,
+                line,
                 description: r.description,
                 also: r.also,
                 when: r.when,
@@ -326,7 +358,7 @@ impl RuleSet {
             });
         }
         Ok(Self {
-            version: file.version,
+            version: file.version.unwrap_or(0),
             description: file.description,
             rules,
             defaults: DefaultsView {

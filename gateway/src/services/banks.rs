@@ -24,7 +24,7 @@ use crate::identity::{PartnerId, PartnerStatus, Registry, VerifiedPartner};
 use crate::layers::authenticate::partner;
 use crate::ledger::log::{AccountReport, AppendError, Effect, EvidenceLog};
 use crate::refusal::Refused;
-use crate::routing::RuleSet;
+use crate::routing::{ActiveRules, RuleSet};
 
 /// Envelopes of one stream handled at once, ahead of their receipts.
 const STREAM_WINDOW: usize = 64;
@@ -470,7 +470,7 @@ impl pb::banks_server::Banks for BanksService {
 pub async fn warning_scan(
     registry: Arc<Registry>,
     log: Arc<EvidenceLog>,
-    rules: Arc<RuleSet>,
+    rules: Arc<ActiveRules>,
     thresholds: WarningRules,
     every: Duration,
     shutdown: tokio::sync::watch::Receiver<bool>,
@@ -491,7 +491,7 @@ pub async fn warning_scan(
             }
         };
         for w in found {
-            if let Err(e) = raise(&registry, &log, &rules, &w).await {
+            if let Err(e) = raise(&registry, &log, &rules.current(), &w).await {
                 tracing::warn!(rule = w.rule, subject = %w.subject, error = %e, "raising a warning lead failed; retrying next tick");
             }
         }

@@ -24,13 +24,13 @@ use crate::identity::{
     PartnerId, PartnerKind, PartnerStatus, RegionCode, Registry, VerifiedPartner,
 };
 use crate::ledger::log::{AppendError, Effect, EvidenceLog};
-use crate::routing::{Decision, Lead, Role, RuleSet};
+use crate::routing::{ActiveRules, Decision, Lead, Role, RuleSet};
 use crate::store::{CaseFilter, CaseRecord};
 
 pub struct CasesService {
     registry: Arc<Registry>,
     log: Arc<EvidenceLog>,
-    rules: Arc<RuleSet>,
+    rules: Arc<ActiveRules>,
 }
 
 /// The kind of an active registered partner.
@@ -66,7 +66,7 @@ fn actor(me: &VerifiedPartner) -> Actor {
 }
 
 impl CasesService {
-    pub fn new(registry: Arc<Registry>, log: Arc<EvidenceLog>, rules: Arc<RuleSet>) -> Self {
+    pub fn new(registry: Arc<Registry>, log: Arc<EvidenceLog>, rules: Arc<ActiveRules>) -> Self {
         Self {
             registry,
             log,
@@ -80,7 +80,7 @@ impl CasesService {
 
     /// Checks a lead and decides where it goes.
     fn route(&self, lead: &pb::Lead) -> Result<Decision, Status> {
-        route_lead(&self.rules, &self.registry, lead)
+        route_lead(&self.rules.current(), &self.registry, lead)
     }
 
     /// Where a case returned by its holder goes now: the rules again, without the partners that
@@ -119,6 +119,7 @@ impl CasesService {
         }
         let d = self
             .rules
+            .current()
             .route(&Lead::from_proto(&lead), |id| {
                 self.is_active(id) && !excluded.iter().any(|x| x == id)
             })
@@ -264,6 +265,38 @@ impl CasesService {
         }
         Ok(view)
     }
+}
+
+/// Where `lead` would go under rules `version` (0 = the active one); nothing is stored.
+pub(crate) async fn dry_run(
+    rules: &ActiveRules,
+    registry: &Registry,
+    lead: Option<pb::Lead>,
+    version: u32,
+) -> Result<pb::DryRunRouteResponse, Status> {
+    let Some(rules) = rules.version(version).await.map_err(|e| {
+        tracing::error!(error = %e, "reading a rules version failed");
+        Status::unavailable("the gateway's storage is unavailable; retry shortly")
+    })?
+    else {
+        return Err(Status::not_found(format!(
+            "there is no rules version {version}; the active version is {} (ask for 0 to use it)",
+            rules.current().version
+        )));
+    };
+    let lead = lead.ok_or_else(|| Status::invalid_argument("give the lead to route in `lead`"))?;
+    let d = route_lead(&rules, registry, &lead)?;
+    Ok(pb::DryRunRouteResponse {
+        handler: d.handler.clone(),
+        co_handlers: d.with_role(Role::CoHandler),
+        copies: d.with_role(Role::Copy),
+        supervisors: d.with_role(Role::Supervisor),
+        clocks: machine::clock_specs(&d.clocks, &d.handler),
+        rule_id: d.rule_id.clone(),
+        rule_version: d.version,
+        routing: routing(&d),
+        explanation: d.explanation.join("\n"),
+    })
 }
 
 /// Checks a lead and decides where it goes by the rules.
@@ -483,27 +516,9 @@ impl pb::cases_server::Cases for CasesService {
         request: Request<pb::DryRunRouteRequest>,
     ) -> Result<Response<pb::DryRunRouteResponse>, Status> {
         let r = request.into_inner();
-        if r.rules_version != 0 && r.rules_version != self.rules.version {
-            return Err(Status::not_found(format!(
-                "rules version {} is not loaded; the active version is {} (ask for 0 to use it)",
-                r.rules_version, self.rules.version
-            )));
-        }
-        let lead = r
-            .lead
-            .ok_or_else(|| Status::invalid_argument("give the lead to route in `lead`"))?;
-        let d = self.route(&lead)?;
-        Ok(Response::new(pb::DryRunRouteResponse {
-            handler: d.handler.clone(),
-            co_handlers: d.with_role(Role::CoHandler),
-            copies: d.with_role(Role::Copy),
-            supervisors: d.with_role(Role::Supervisor),
-            clocks: machine::clock_specs(&d.clocks, &d.handler),
-            rule_id: d.rule_id.clone(),
-            rule_version: d.version,
-            routing: routing(&d),
-            explanation: d.explanation.join("\n"),
-        }))
+        dry_run(&self.rules, &self.registry, r.lead, r.rules_version)
+            .await
+            .map(Response::new)
     }
 
     async fn act_on_case(

@@ -45,10 +45,58 @@ impl Default for DeliveryPolicy {
     }
 }
 
+/// How many Subscribe streams each partner has open on this gateway.
+#[derive(Debug, Clone, Default)]
+pub struct Subscribers(Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>>);
+
+/// Counts one open stream until dropped.
+struct OpenStream {
+    subscribers: Subscribers,
+    partner: String,
+}
+
+impl Subscribers {
+    fn open(&self, partner: &str) -> OpenStream {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(partner.to_owned())
+            .or_default() += 1;
+        OpenStream {
+            subscribers: self.clone(),
+            partner: partner.to_owned(),
+        }
+    }
+
+    /// Streams `partner` has open now.
+    pub fn count(&self, partner: &str) -> u32 {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(partner)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        let mut open = self.subscribers.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.partner) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.partner);
+            }
+        }
+    }
+}
+
 pub struct DeliveryService {
     registry: Arc<Registry>,
     log: Arc<EvidenceLog>,
     policy: DeliveryPolicy,
+    subscribers: Subscribers,
     /// Becomes true when the gateway shuts down: streams end so shutdown can complete.
     shutdown: tokio::sync::watch::Receiver<bool>,
 }
@@ -58,12 +106,14 @@ impl DeliveryService {
         registry: Arc<Registry>,
         log: Arc<EvidenceLog>,
         policy: DeliveryPolicy,
+        subscribers: Subscribers,
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         Self {
             registry,
             log,
             policy,
+            subscribers,
             shutdown,
         }
     }
@@ -220,6 +270,8 @@ struct Feed {
     committed: tokio::sync::watch::Receiver<u64>,
     shutdown: tokio::sync::watch::Receiver<bool>,
     out: mpsc::Sender<Result<pb::MailboxDelivery, Status>>,
+    /// Counted among the partner's open streams while the feed runs.
+    open: OpenStream,
 }
 
 /// Feeds one subscription until the subscriber goes away or the gateway shuts down.
@@ -233,6 +285,7 @@ async fn feed(feed: Feed) {
         mut committed,
         shutdown,
         out,
+        open: _open,
     } = feed;
     let store = log.store().clone();
     let mut in_flight: BTreeMap<u64, Instant> = BTreeMap::new();
@@ -323,6 +376,7 @@ impl pb::delivery_server::Delivery for DeliveryService {
             committed: self.log.deliveries(),
             shutdown: self.shutdown.clone(),
             out: tx,
+            open: self.subscribers.open(me.id.as_str()),
         }));
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),

@@ -5,6 +5,7 @@
 //! [`VerifiedPartner`]: crate::identity::VerifiedPartner
 
 pub mod accounts;
+pub mod admin;
 pub mod audit;
 pub mod banks;
 pub mod cases;

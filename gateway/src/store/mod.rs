@@ -7,6 +7,7 @@
 //! Domain types go in and come out; no sqlx type leaves this module.
 
 mod accounts;
+mod admin;
 mod cases;
 mod ledger;
 mod partners;
@@ -22,6 +23,7 @@ use sqlx::{AnyPool, Executor};
 use thiserror::Error;
 
 pub use accounts::{AccountRow, EventRow};
+pub use admin::{MailboxCounts, NewRules, RulesVersionRow};
 pub use cases::{CaseFilter, CaseRecord};
 pub use ledger::{LedgerTx, MailboxRow, PriorEnvelope, StoredCheckpoint, StoredEntry};
 pub use partners::{CertificateRecord, CertificateStatus};

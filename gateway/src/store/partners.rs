@@ -12,7 +12,12 @@ use crate::identity::{CertificateFacts, Jurisdiction, Partner, PartnerId};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CertificateStatus {
     Active,
-    Revoked { reason: String, at: i64 },
+    /// Revoked: why (free text), when (Unix seconds) and the RFC 5280 CRLReason code, if any.
+    Revoked {
+        reason: String,
+        at: i64,
+        code: Option<u8>,
+    },
 }
 
 /// A certificate as the registry pins it.
@@ -27,7 +32,7 @@ fn corrupt(what: &str, err: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {err}"))
 }
 
-fn partner_from_row(row: &AnyRow) -> Result<Partner, StoreError> {
+pub(super) fn partner_from_row(row: &AnyRow) -> Result<Partner, StoreError> {
     let id: String = row.try_get("id")?;
     let regions: String = row.try_get("regions")?;
     let industry: Option<String> = row.try_get("industry")?;
@@ -58,7 +63,7 @@ fn partner_from_row(row: &AnyRow) -> Result<Partner, StoreError> {
     })
 }
 
-fn certificate_from_row(row: &AnyRow) -> Result<CertificateRecord, StoreError> {
+pub(super) fn certificate_from_row(row: &AnyRow) -> Result<CertificateRecord, StoreError> {
     let sha256: String = row.try_get("sha256")?;
     let partner: String = row.try_get("partner_id")?;
     let status: String = row.try_get("status")?;
@@ -71,6 +76,9 @@ fn certificate_from_row(row: &AnyRow) -> Result<CertificateRecord, StoreError> {
             at: row
                 .try_get::<Option<i64>, _>("revoked_at")?
                 .unwrap_or_default(),
+            code: row
+                .try_get::<Option<i64>, _>("revocation_code")?
+                .and_then(|c| u8::try_from(c).ok()),
         },
         other => return Err(corrupt(&sha256, format!("certificate status {other:?}"))),
     };
@@ -97,10 +105,20 @@ fn regions_text(jurisdiction: &Jurisdiction) -> String {
         .join(",")
 }
 
-impl Store {
+/// The registry's writes, on a connection: the store's own pool for registry changes made
+/// outside the log (the dev roster, tests) and the log's append transaction for admin actions,
+/// so an admin entry and its change are durable together.
+pub(super) mod write {
+    use sqlx::AnyConnection;
+
+    use super::{CertificateFacts, Partner, StoreError, regions_text};
+
     /// Adds a partner; ALREADY_EXISTS if the id is taken.
-    pub async fn insert_partner(&self, partner: &Partner) -> Result<(), StoreError> {
-        let now = now_unix();
+    pub async fn insert_partner(
+        conn: &mut AnyConnection,
+        partner: &Partner,
+        now: i64,
+    ) -> Result<(), StoreError> {
         let result = sqlx::query(
             "INSERT INTO partners (id, kind, name, regions, industry, status, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
@@ -113,7 +131,7 @@ impl Store {
         .bind(partner.status.as_str())
         .bind(now)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *conn)
         .await?;
         if result.rows_affected() == 0 {
             return Err(StoreError::AlreadyExists {
@@ -123,8 +141,12 @@ impl Store {
         Ok(())
     }
 
-    /// Replaces a partner's kind, name, jurisdiction and status.
-    pub async fn update_partner(&self, partner: &Partner) -> Result<(), StoreError> {
+    /// Replaces a partner's kind, name, jurisdiction and status; NOT_FOUND if unknown.
+    pub async fn update_partner(
+        conn: &mut AnyConnection,
+        partner: &Partner,
+        now: i64,
+    ) -> Result<(), StoreError> {
         let result = sqlx::query(
             "UPDATE partners SET kind = $1, name = $2, regions = $3, industry = $4, status = $5, \
              updated_at = $6 WHERE id = $7",
@@ -134,9 +156,9 @@ impl Store {
         .bind(regions_text(&partner.jurisdiction))
         .bind(partner.jurisdiction.industry.map(|i| i.as_str()))
         .bind(partner.status.as_str())
-        .bind(now_unix())
+        .bind(now)
         .bind(partner.id.as_str())
-        .execute(&self.pool)
+        .execute(&mut *conn)
         .await?;
         if result.rows_affected() == 0 {
             return Err(StoreError::NotFound {
@@ -144,6 +166,72 @@ impl Store {
             });
         }
         Ok(())
+    }
+
+    /// Pins a certificate to its partner; ALREADY_EXISTS if that exact certificate is pinned.
+    pub async fn insert_certificate(
+        conn: &mut AnyConnection,
+        facts: &CertificateFacts,
+        der: &[u8],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let result = sqlx::query(
+            "INSERT INTO certificates (sha256, partner_id, der, serial, not_before, not_after, \
+             key_algorithm, status, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', $8) \
+             ON CONFLICT (sha256) DO NOTHING",
+        )
+        .bind(&facts.sha256)
+        .bind(facts.partner_id.as_str())
+        .bind(der)
+        .bind(&facts.serial)
+        .bind(facts.not_before)
+        .bind(facts.not_after)
+        .bind(&facts.key_algorithm)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+        if result.rows_affected() == 0 {
+            return Err(StoreError::AlreadyExists {
+                what: format!("certificate {}", facts.sha256),
+            });
+        }
+        Ok(())
+    }
+
+    /// Marks an active certificate revoked; returns false when there is no active certificate
+    /// with that SHA-256 (unknown, or revoked before: the first reason and time stay).
+    pub async fn revoke_certificate(
+        conn: &mut AnyConnection,
+        sha256: &str,
+        code: Option<u8>,
+        reason: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "UPDATE certificates SET status = 'revoked', revoked_at = $1, revocation_reason = $2, \
+             revocation_code = $3 WHERE sha256 = $4 AND status = 'active'",
+        )
+        .bind(now)
+        .bind(reason)
+        .bind(code.map(i64::from))
+        .bind(sha256)
+        .execute(&mut *conn)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+}
+
+impl Store {
+    /// Adds a partner; ALREADY_EXISTS if the id is taken.
+    pub async fn insert_partner(&self, partner: &Partner) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        write::insert_partner(&mut conn, partner, now_unix()).await
+    }
+
+    /// Replaces a partner's kind, name, jurisdiction and status.
+    pub async fn update_partner(&self, partner: &Partner) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        write::update_partner(&mut conn, partner, now_unix()).await
     }
 
     pub async fn partner(&self, id: &PartnerId) -> Result<Option<Partner>, StoreError> {
@@ -171,41 +259,16 @@ impl Store {
         facts: &CertificateFacts,
         der: &[u8],
     ) -> Result<(), StoreError> {
-        let result = sqlx::query(
-            "INSERT INTO certificates (sha256, partner_id, der, serial, not_before, not_after, \
-             key_algorithm, status, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', $8) \
-             ON CONFLICT (sha256) DO NOTHING",
-        )
-        .bind(&facts.sha256)
-        .bind(facts.partner_id.as_str())
-        .bind(der)
-        .bind(&facts.serial)
-        .bind(facts.not_before)
-        .bind(facts.not_after)
-        .bind(&facts.key_algorithm)
-        .bind(now_unix())
-        .execute(&self.pool)
-        .await?;
-        if result.rows_affected() == 0 {
-            return Err(StoreError::AlreadyExists {
-                what: format!("certificate {}", facts.sha256),
-            });
-        }
-        Ok(())
+        let mut conn = self.pool.acquire().await?;
+        write::insert_certificate(&mut conn, facts, der, now_unix()).await
     }
 
     /// Marks a certificate revoked. Revoking twice keeps the first reason and time.
     pub async fn revoke_certificate(&self, sha256: &str, reason: &str) -> Result<(), StoreError> {
-        let result = sqlx::query(
-            "UPDATE certificates SET status = 'revoked', revoked_at = $1, revocation_reason = $2 \
-             WHERE sha256 = $3 AND status = 'active'",
-        )
-        .bind(now_unix())
-        .bind(reason)
-        .bind(sha256)
-        .execute(&self.pool)
-        .await?;
-        if result.rows_affected() == 0 && self.certificate(sha256).await?.is_none() {
+        let mut conn = self.pool.acquire().await?;
+        let revoked =
+            write::revoke_certificate(&mut conn, sha256, None, reason, now_unix()).await?;
+        if !revoked && self.certificate(sha256).await?.is_none() {
             return Err(StoreError::NotFound {
                 what: format!("certificate {sha256}"),
             });
@@ -330,7 +393,7 @@ mod tests {
                 .unwrap();
             let a = store.certificate("aa").await.unwrap().unwrap();
             match a.status {
-                CertificateStatus::Revoked { reason, at } => {
+                CertificateStatus::Revoked { reason, at, .. } => {
                     assert_eq!(reason, "key compromise", "{}", db.name);
                     assert!(at > 0);
                 }

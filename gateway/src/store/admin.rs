@@ -1,0 +1,330 @@
+//! What administration stores beside the registry: routing-rules versions and which one is
+//! active, the certificate-expiry warnings already given, and mailbox statistics. Admin changes
+//! are written in the log's append transaction ([`LedgerTx`]), next to their admin entry.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::ledger::index;
+use super::partners::write;
+use super::{CertificateRecord, LedgerTx, Store, StoreError};
+use crate::identity::{CertificateFacts, Partner, PartnerId};
+
+/// One uploaded routing-rules version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RulesVersionRow {
+    pub version: u32,
+    pub sha256: String,
+    pub text: String,
+    pub comment: String,
+    pub uploaded_by: String,
+    pub uploaded_at: i64,
+    pub rule_count: u32,
+    /// None for the version seeded from the configuration.
+    pub log_index: Option<u64>,
+}
+
+/// A new rules version, checked, as the log writes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRules<'a> {
+    pub sha256: &'a str,
+    pub text: &'a str,
+    pub comment: &'a str,
+    pub uploaded_by: &'a str,
+    pub rule_count: u32,
+}
+
+/// The state of one partner's mailbox.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MailboxCounts {
+    pub pending: u64,
+    /// Pending messages sent at least once and not acknowledged yet.
+    pub in_flight: u64,
+    pub dead_lettered: u64,
+    pub last_cursor: u64,
+    pub oldest_pending_at: Option<i64>,
+}
+
+fn version_from_row(row: &AnyRow) -> Result<RulesVersionRow, StoreError> {
+    let count = |name: &str| -> Result<u32, StoreError> {
+        Ok(row.try_get::<i64, _>(name)?.clamp(0, i64::from(u32::MAX)) as u32)
+    };
+    Ok(RulesVersionRow {
+        version: count("version")?,
+        sha256: row.try_get("sha256")?,
+        text: row.try_get("rules_text")?,
+        comment: row.try_get("comment")?,
+        uploaded_by: row.try_get("uploaded_by")?,
+        uploaded_at: row.try_get("uploaded_at")?,
+        rule_count: count("rule_count")?,
+        log_index: row.try_get::<Option<i64>, _>("log_index")?.map(index),
+    })
+}
+
+async fn insert_version(
+    conn: &mut sqlx::AnyConnection,
+    version: u32,
+    new: &NewRules<'_>,
+    log_index: u64,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO rules_versions (version, sha256, rules_text, comment, uploaded_by, \
+         uploaded_at, rule_count, log_index) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(i64::from(version))
+    .bind(new.sha256)
+    .bind(new.text)
+    .bind(new.comment)
+    .bind(new.uploaded_by)
+    .bind(now)
+    .bind(i64::from(new.rule_count))
+    .bind(log_index as i64)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn set_active(conn: &mut sqlx::AnyConnection, version: u32) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO rules_active (id, version) VALUES (1, $1) \
+         ON CONFLICT (id) DO UPDATE SET version = excluded.version",
+    )
+    .bind(i64::from(version))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+impl LedgerTx {
+    pub async fn insert_partner(&mut self, partner: &Partner, now: i64) -> Result<(), StoreError> {
+        write::insert_partner(&mut self.tx, partner, now).await
+    }
+
+    pub async fn update_partner(&mut self, partner: &Partner, now: i64) -> Result<(), StoreError> {
+        write::update_partner(&mut self.tx, partner, now).await
+    }
+
+    pub async fn partner(&mut self, id: &PartnerId) -> Result<Option<Partner>, StoreError> {
+        sqlx::query("SELECT * FROM partners WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&mut *self.tx)
+            .await?
+            .as_ref()
+            .map(super::partners::partner_from_row)
+            .transpose()
+    }
+
+    /// Active admin partners other than `except`.
+    pub async fn other_active_admins(&mut self, except: &str) -> Result<u64, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM partners WHERE kind = 'admin' AND status = 'active' AND id <> $1",
+        )
+        .bind(except)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        Ok(index(row.try_get("n")?))
+    }
+
+    pub async fn insert_certificate(
+        &mut self,
+        facts: &CertificateFacts,
+        der: &[u8],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        write::insert_certificate(&mut self.tx, facts, der, now).await
+    }
+
+    pub async fn certificate(
+        &mut self,
+        sha256: &str,
+    ) -> Result<Option<CertificateRecord>, StoreError> {
+        sqlx::query("SELECT * FROM certificates WHERE sha256 = $1")
+            .bind(sha256)
+            .fetch_optional(&mut *self.tx)
+            .await?
+            .as_ref()
+            .map(super::partners::certificate_from_row)
+            .transpose()
+    }
+
+    /// Revokes an active certificate; false when it is not active.
+    pub async fn revoke_certificate(
+        &mut self,
+        sha256: &str,
+        code: Option<u8>,
+        reason: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        write::revoke_certificate(&mut self.tx, sha256, code, reason, now).await
+    }
+
+    pub async fn rules_version_with_sha256(
+        &mut self,
+        sha256: &str,
+    ) -> Result<Option<u32>, StoreError> {
+        let row = sqlx::query("SELECT version FROM rules_versions WHERE sha256 = $1")
+            .bind(sha256)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.map(|r| Ok(index(r.try_get("version")?) as u32))
+            .transpose()
+    }
+
+    /// The number the next uploaded rules version gets.
+    pub async fn next_rules_version(&mut self) -> Result<u32, StoreError> {
+        let row = sqlx::query("SELECT COALESCE(MAX(version), 0) AS last FROM rules_versions")
+            .fetch_one(&mut *self.tx)
+            .await?;
+        Ok(index(row.try_get("last")?) as u32 + 1)
+    }
+
+    /// Stores a new rules version.
+    pub async fn insert_rules(
+        &mut self,
+        version: u32,
+        new: &NewRules<'_>,
+        log_index: u64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        insert_version(&mut self.tx, version, new, log_index, now).await
+    }
+
+    pub async fn rules_version_exists(&mut self, version: u32) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT version FROM rules_versions WHERE version = $1")
+            .bind(i64::from(version))
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    pub async fn active_rules_version(&mut self) -> Result<Option<u32>, StoreError> {
+        let row = sqlx::query("SELECT version FROM rules_active WHERE id = 1")
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.map(|r| Ok(index(r.try_get("version")?) as u32))
+            .transpose()
+    }
+
+    pub async fn activate_rules(&mut self, version: u32) -> Result<(), StoreError> {
+        set_active(&mut self.tx, version).await
+    }
+}
+
+impl Store {
+    /// Every rules version, newest first.
+    pub async fn rules_versions(&self) -> Result<Vec<RulesVersionRow>, StoreError> {
+        sqlx::query("SELECT * FROM rules_versions ORDER BY version DESC")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(version_from_row)
+            .collect()
+    }
+
+    pub async fn rules_version(&self, version: u32) -> Result<Option<RulesVersionRow>, StoreError> {
+        sqlx::query("SELECT * FROM rules_versions WHERE version = $1")
+            .bind(i64::from(version))
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(version_from_row)
+            .transpose()
+    }
+
+    /// The active rules version, if any was stored.
+    pub async fn active_rules(&self) -> Result<Option<RulesVersionRow>, StoreError> {
+        sqlx::query(
+            "SELECT v.* FROM rules_versions v JOIN rules_active a ON a.version = v.version \
+             WHERE a.id = 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(version_from_row)
+        .transpose()
+    }
+
+    /// Stores `new` as `version` and activates it, unless a version exists already (then
+    /// nothing changes). Used once, for the rules of the configuration file.
+    pub async fn seed_rules(
+        &self,
+        new: &NewRules<'_>,
+        version: u32,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM rules_versions")
+            .fetch_one(&mut *tx)
+            .await?;
+        if index(row.try_get("n")?) == 0 {
+            // Replicas starting together may both get here: the first insert wins, the
+            // others change nothing.
+            sqlx::query(
+                "INSERT INTO rules_versions (version, sha256, rules_text, comment, uploaded_by, \
+                 uploaded_at, rule_count, log_index) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(i64::from(version))
+            .bind(new.sha256)
+            .bind(new.text)
+            .bind(new.comment)
+            .bind(new.uploaded_by)
+            .bind(now)
+            .bind(i64::from(new.rule_count))
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO rules_active (id, version) VALUES (1, $1) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(i64::from(version))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records that the warning `threshold_days` before certificate `sha256` expires was given;
+    /// false when it had been given before (by this or another replica).
+    pub async fn note_expiry_warning(
+        &self,
+        sha256: &str,
+        threshold_days: u32,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "INSERT INTO certificate_expiry_warnings (sha256, threshold_days, warned_at) \
+             VALUES ($1, $2, $3) ON CONFLICT (sha256, threshold_days) DO NOTHING",
+        )
+        .bind(sha256)
+        .bind(i64::from(threshold_days))
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// A partner's mailbox counts.
+    pub async fn mailbox_counts(&self, partner: &str) -> Result<MailboxCounts, StoreError> {
+        let row = sqlx::query(
+            "SELECT \
+               COALESCE(SUM(CASE WHEN state = 'pending' THEN 1 ELSE 0 END), 0) AS pending, \
+               COALESCE(SUM(CASE WHEN state = 'pending' AND attempts > 0 THEN 1 ELSE 0 END), 0) AS in_flight, \
+               COALESCE(SUM(CASE WHEN state = 'dead' THEN 1 ELSE 0 END), 0) AS dead, \
+               COALESCE(MAX(cursor), 0) AS last, \
+               MIN(CASE WHEN state = 'pending' THEN enqueued_at END) AS oldest \
+             FROM mailbox WHERE partner_id = $1",
+        )
+        .bind(partner)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(MailboxCounts {
+            pending: index(row.try_get("pending")?),
+            in_flight: index(row.try_get("in_flight")?),
+            dead_lettered: index(row.try_get("dead")?),
+            last_cursor: index(row.try_get("last")?),
+            oldest_pending_at: row.try_get("oldest")?,
+        })
+    }
+}
