@@ -191,3 +191,22 @@ pub async fn submit_lead(
         .expect("a receipt");
     wagelink_proto::v1::Receipt::decode(receipt.payload.as_slice()).expect("a receipt body")
 }
+
+/// WhoAmI over `channel`.
+pub async fn who_am_i(
+    channel: Channel,
+) -> Result<wagelink_proto::v1::WhoAmIResponse, tonic::Status> {
+    wagelink_proto::v1::identity_client::IdentityClient::new(channel)
+        .who_am_i(wagelink_proto::v1::WhoAmIRequest {})
+        .await
+        .map(|r| r.into_inner())
+}
+
+/// Asserts that an open server stream ends (cleanly or with an error) within a second.
+pub async fn assert_ends_within_a_second<T: std::fmt::Debug>(stream: &mut tonic::Streaming<T>) {
+    match tokio::time::timeout(std::time::Duration::from_secs(1), stream.message()).await {
+        Err(_) => panic!("the stream stayed open more than a second"),
+        Ok(Ok(Some(m))) => panic!("the stream went on: {m:?}"),
+        Ok(Ok(None)) | Ok(Err(_)) => {}
+    }
+}

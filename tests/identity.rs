@@ -11,15 +11,7 @@ use wagelink_adapters::client;
 use wagelink_gateway::identity::{PartnerStatus, Refusal};
 use wagelink_gateway::pki::LeafSpec;
 use wagelink_proto::v1 as pb;
-use wagelink_proto::v1::identity_client::IdentityClient;
-use wagelink_tests::{TestGateway, each_backend};
-
-async fn who_am_i(channel: tonic::transport::Channel) -> Result<pb::WhoAmIResponse, tonic::Status> {
-    IdentityClient::new(channel)
-        .who_am_i(pb::WhoAmIRequest {})
-        .await
-        .map(|r| r.into_inner())
-}
+use wagelink_tests::{TestGateway, assert_ends_within_a_second, each_backend, who_am_i};
 
 /// The full text of a failed call, including its transport error chain (where TLS alerts show).
 fn describe(status: &tonic::Status) -> String {
@@ -64,14 +56,6 @@ async fn open_stream(
         .expect("first status")
         .expect("a status");
     stream
-}
-
-async fn assert_stream_ends(stream: &mut tonic::Streaming<tonic_health::pb::HealthCheckResponse>) {
-    match tokio::time::timeout(Duration::from_secs(1), stream.message()).await {
-        Err(_) => panic!("the stream stayed open more than a second"),
-        Ok(Ok(Some(m))) => panic!("the stream went on: {m:?}"),
-        Ok(Ok(None)) | Ok(Err(_)) => {}
-    }
 }
 
 fn last_refusal(gw: &TestGateway) -> Refusal {
@@ -247,7 +231,7 @@ async fn a_revoked_certificate_is_refused_at_the_next_handshake_and_on_open_conn
             other => panic!("{}: {other:?}", gw.db_name),
         }
         // A stream open on the revoked certificate ends within a second.
-        assert_stream_ends(&mut stream).await;
+        assert_ends_within_a_second(&mut stream).await;
         // A connection opened before the revocation was closed: no further call gets through.
         who_am_i(open.clone())
             .await
@@ -323,7 +307,7 @@ async fn a_suspended_partner_is_refused_and_reinstated_without_a_restart() {
             "{}",
             gw.db_name
         );
-        assert_stream_ends(&mut stream).await;
+        assert_ends_within_a_second(&mut stream).await;
         who_am_i(open.clone())
             .await
             .expect_err("a call on a suspended partner's connection");

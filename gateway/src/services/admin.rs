@@ -241,9 +241,9 @@ fn partner_status(value: i32) -> Option<PartnerStatus> {
 /// Checked rules text: the rule set, or INVALID_ARGUMENT naming the line and the reason.
 fn check_rules(registry: &Registry, text: &str) -> Result<RuleSet, Status> {
     let rules =
-        RuleSet::parse(text).map_err(|e| Status::invalid_argument(format!("rules_text {e}")))?;
+        RuleSet::parse(text).map_err(|e| Status::invalid_argument(format!("rules_text: {e}")))?;
     if let Some(e) = rules.unusable_partner(|id| active_partner(registry, id)) {
-        return Err(Status::invalid_argument(format!("rules_text {e}")));
+        return Err(Status::invalid_argument(format!("rules_text: {e}")));
     }
     Ok(rules)
 }
