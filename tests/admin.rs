@@ -9,7 +9,6 @@ use rcgen::{
     KeyUsagePurpose, PublicKeyData, SanType, SignatureAlgorithm,
 };
 use tonic::Code;
-use x509_parser::prelude::FromDer;
 use tonic::transport::Channel;
 use wagelink_adapters::client::{self, Credentials};
 use wagelink_gateway::pki::{FederationCa, LeafSpec};
@@ -18,6 +17,7 @@ use wagelink_proto::v1::admin_client::AdminClient;
 use wagelink_tests::{
     Signer, TestDb, TestGateway, assert_ends_within_a_second, each_backend, header, now, who_am_i,
 };
+use x509_parser::prelude::FromDer;
 
 const ADMIN: &str = "admin-ops";
 
@@ -925,5 +925,126 @@ async fn only_admins_reach_the_admin_service_and_its_safeguards_hold() {
         .into_inner()
         .certificates;
     assert_eq!(year.len(), gw.running.registry.partners().len());
+    gw.stop().await;
+}
+
+/// Runs `wagelink admin …` as admin-ops against `gw`; returns what it printed.
+async fn admin_command(gw: &TestGateway, args: &[&str]) -> Result<String, String> {
+    use clap::Parser;
+    let credentials = gw.partner_dir(ADMIN);
+    let gateway = gw.address().uri;
+    let mut argv = vec![
+        "wagelink",
+        "admin",
+        "--gateway",
+        &gateway,
+        "--credentials",
+        credentials.to_str().unwrap(),
+    ];
+    argv.extend_from_slice(args);
+    let cli = wagelink_gateway::cli::Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
+    let wagelink_gateway::cli::Command::Admin(args) = cli.command else {
+        panic!("not an admin command")
+    };
+    let mut out = Vec::new();
+    wagelink_gateway::admin_cli::run(args, &mut out)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(String::from_utf8(out).unwrap())
+}
+
+#[tokio::test]
+async fn the_admin_command_line_drives_the_service() {
+    let gw = TestGateway::start(TestDb::sqlite().await).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+
+    // Rotation from a CSR file: the certificate and its chain are written out, and the
+    // output names the certificate still active and how to revoke it.
+    let (key, csr_pem) = csr();
+    std::fs::write(path("bank.csr"), csr_pem).unwrap();
+    let out = admin_command(
+        &gw,
+        &[
+            "certificate",
+            "rotate",
+            "--partner",
+            "bank-105",
+            "--csr",
+            &path("bank.csr"),
+            "--out",
+            &path("bank.pem"),
+        ],
+    )
+    .await
+    .unwrap();
+    let roster = who_am_i(gw.channel_as("bank-105").await).await.unwrap();
+    assert!(
+        out.contains(&format!(
+            "wagelink admin certificate revoke {} --reason superseded",
+            roster.certificate_sha256
+        )),
+        "{out}"
+    );
+    let pem = std::fs::read_to_string(path("bank.pem")).unwrap();
+    assert_eq!(pem.matches("BEGIN CERTIFICATE").count(), 2, "{pem}");
+    let me = who_am_i(gw.channel(&credentials(&gw, &pem, &key)).await)
+        .await
+        .unwrap();
+    assert_eq!(me.partner.unwrap().id, "bank-105");
+
+    // JSON output parses, one object per certificate.
+    let out = admin_command(
+        &gw,
+        &["--json", "certificate", "list", "--partner", "bank-105"],
+    )
+    .await
+    .unwrap();
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed.len(), 2, "{out}");
+    assert!(listed.iter().any(|c| c["sha256"] == me.certificate_sha256));
+
+    let out = admin_command(&gw, &["partner", "list", "--kind", "bank"])
+        .await
+        .unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("id"), "{out}");
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(lines[1].starts_with("bank-102") && lines[2].starts_with("bank-105"));
+
+    // Rules through the command line: staged, tried.
+    std::fs::write(path("rules.toml"), CITY_RULES).unwrap();
+    let out = admin_command(
+        &gw,
+        &["--json", "rules", "upload", &path("rules.toml"), "--stage"],
+    )
+    .await
+    .unwrap();
+    let uploaded: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(uploaded[0]["version"], "2");
+    assert_eq!(uploaded[0]["active"], "false");
+    let out = admin_command(
+        &gw,
+        &["rules", "dry-run", "--version", "2", "--region", "500112"],
+    )
+    .await
+    .unwrap();
+    assert!(
+        out.contains("hrss-500000") && out.contains("handler"),
+        "{out}"
+    );
+
+    // A refusal reaches the operator with its reason.
+    let err = admin_command(
+        &gw,
+        &["partner", "suspend", "--id", ADMIN, "--reason", "test"],
+    )
+    .await
+    .unwrap_err();
+    assert!(err.contains("cannot suspend itself"), "{err}");
+    let err = admin_command(&gw, &["partner", "list", "--kind", "wizard"])
+        .await
+        .unwrap_err();
+    assert!(err.contains("partner kind \"wizard\" is unknown"), "{err}");
     gw.stop().await;
 }

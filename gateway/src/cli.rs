@@ -1,4 +1,4 @@
-//! The `wagelink` command line: `dev`, `serve` and `config`.
+//! The `wagelink` command line: `dev`, `serve`, `config`, `audit` and `admin`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -57,6 +57,9 @@ pub enum Command {
     /// Export and verify the evidence log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Administer a running gateway over mTLS with an admin certificate: partners,
+    /// certificates, routing rules.
+    Admin(crate::admin_cli::AdminArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -199,6 +202,7 @@ pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error + Send + Sync
             );
             Ok(())
         }
+        Command::Admin(args) => crate::admin_cli::run(args, &mut std::io::stdout()).await,
         Command::Audit(AuditCommand::Verify { file, log_key }) => {
             verify_export(&file, log_key.as_deref())
         }

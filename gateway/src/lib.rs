@@ -14,6 +14,7 @@
 //! - [`server`] — assembly; [`config`] — configuration; [`cli`] — the `wagelink` command.
 
 pub mod admin;
+pub mod admin_cli;
 pub mod banks;
 pub mod cases;
 pub mod cli;
