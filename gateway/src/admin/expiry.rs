@@ -99,3 +99,95 @@ pub async fn expiry_scan(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::{Jurisdiction, Partner, PartnerKind};
+    use crate::pki::{FederationCa, LeafSpec};
+    use crate::store::testing::each_backend;
+
+    #[tokio::test]
+    async fn each_threshold_warns_once_and_only_for_live_certificates() {
+        for db in each_backend().await {
+            let store = db.store().clone();
+            let registry = Registry::load(store.clone(), "test.wagelink")
+                .await
+                .unwrap();
+            let ca = FederationCa::generate("test.wagelink").unwrap();
+            for (id, status) in [
+                ("bank-102", PartnerStatus::Active),
+                ("bank-105", PartnerStatus::Suspended),
+            ] {
+                registry
+                    .register_partner(&Partner {
+                        id: id.parse().unwrap(),
+                        kind: PartnerKind::Bank,
+                        name: id.into(),
+                        jurisdiction: Jurisdiction {
+                            regions: ["500000".parse().unwrap()].into(),
+                            industry: None,
+                        },
+                        status,
+                    })
+                    .await
+                    .unwrap();
+            }
+            let issue = |id: &str, days: i64| {
+                ca.issue_partner(
+                    "test.wagelink",
+                    &LeafSpec::valid_for_days(id.parse().unwrap(), id, days),
+                )
+                .unwrap()
+                .der
+            };
+            let mut pinned = Vec::new();
+            for (id, days) in [("bank-102", 5), ("bank-102", 365), ("bank-105", 5)] {
+                let der = issue(id, days);
+                pinned.push(registry.register_certificate(&der).await.unwrap().sha256);
+            }
+            let [in_five_days, in_a_year, suspended] = pinned.try_into().unwrap();
+            let now = crate::store::now_unix();
+
+            let due = due_warnings(&store, &registry, &[30, 7, 1], now)
+                .await
+                .unwrap();
+            let warned: Vec<(&str, u32)> = due
+                .iter()
+                .map(|e| (e.sha256.as_str(), e.threshold_days))
+                .collect();
+            assert_eq!(warned, vec![(in_five_days.as_str(), 7)], "{}", db.name);
+            assert!(
+                !warned
+                    .iter()
+                    .any(|(s, _)| *s == in_a_year || *s == suspended)
+            );
+            // Given once: the next scan (here or on another replica) is silent.
+            assert!(
+                due_warnings(&store, &registry, &[30, 7, 1], now)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+            // Four days later the 1-day threshold is crossed.
+            let later = now + 4 * 86_400 + 3600;
+            let due = due_warnings(&store, &registry, &[30, 7, 1], later)
+                .await
+                .unwrap();
+            assert_eq!(due.len(), 1, "{}", db.name);
+            assert_eq!(due[0].threshold_days, 1);
+            // A revoked certificate is not warned about.
+            registry
+                .revoke_certificate(&in_a_year, "superseded")
+                .await
+                .unwrap();
+            let near_end = now + 364 * 86_400;
+            assert!(
+                due_warnings(&store, &registry, &[30, 7, 1], near_end)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+        }
+    }
+}
