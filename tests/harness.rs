@@ -39,6 +39,37 @@ pub fn header(sender: &str) -> wagelink_proto::v1::Header {
     header_at(sender, now())
 }
 
+/// A gateway stopped by a test, with its data kept.
+pub struct StoppedGateway {
+    pub config: Config,
+    pub db_name: &'static str,
+    _db: TestDb,
+    _dir: tempfile::TempDir,
+}
+
+impl StoppedGateway {
+    /// Starts it again on the same address, data directory and database.
+    pub async fn start(self) -> TestGateway {
+        let StoppedGateway {
+            config,
+            db_name,
+            _db,
+            _dir,
+        } = self;
+        let (store, registry) = server::open(&config).await.expect("reopening the database");
+        let running = server::start(&config, store, registry)
+            .await
+            .expect("restarting the gateway");
+        TestGateway {
+            running,
+            config,
+            db_name,
+            _db,
+            _dir,
+        }
+    }
+}
+
 /// A gateway running for one test.
 pub struct TestGateway {
     pub running: Running,
@@ -139,6 +170,11 @@ impl TestGateway {
 
     /// Stops the gateway and starts a new one on the same data directory and database.
     pub async fn restart(self) -> Self {
+        self.shutdown_keeping_data().await.start().await
+    }
+
+    /// Stops the gateway gracefully, keeping its data directory and database for a restart.
+    pub async fn shutdown_keeping_data(self) -> StoppedGateway {
         let TestGateway {
             running,
             mut config,
@@ -149,12 +185,7 @@ impl TestGateway {
         let listen = running.local_addr;
         running.shutdown().await.expect("clean shutdown");
         config.listen = listen;
-        let (store, registry) = server::open(&config).await.expect("reopening the database");
-        let running = server::start(&config, store, registry)
-            .await
-            .expect("restarting the gateway");
-        TestGateway {
-            running,
+        StoppedGateway {
             config,
             db_name,
             _db,

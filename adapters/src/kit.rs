@@ -155,6 +155,19 @@ pub fn case_id_of(d: &pb::MailboxDelivery, header: &pb::Header) -> String {
     }
 }
 
+/// A request carrying a W3C `traceparent` (from a delivered message) as gRPC metadata, so the
+/// call joins the message's trace; without one (or with an empty or malformed one) a plain request.
+pub fn traced<T>(message: T, traceparent: Option<&str>) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Some(value) = traceparent
+        .filter(|t| !t.is_empty())
+        .and_then(|t| t.parse().ok())
+    {
+        request.metadata_mut().insert("traceparent", value);
+    }
+    request
+}
+
 /// The signed acknowledgement of one delivery.
 pub fn acknowledgement(
     signer: &Signer,
@@ -266,7 +279,10 @@ where
                 )));
             }
         };
-        if let Err(s) = delivery.acknowledge(ack).await {
+        if let Err(s) = delivery
+            .acknowledge(traced(ack, Some(&d.traceparent)))
+            .await
+        {
             return MailboxEnd::Stream(s);
         }
     }

@@ -96,12 +96,15 @@ pub enum AuditCommand {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("WAGELINK_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    // A serving gateway installs its telemetry (log format, traces) from its configuration.
+    if !matches!(cli.command, Command::Dev { .. } | Command::Serve { .. }) {
+        let filter = tracing_subscriber::EnvFilter::try_from_env("WAGELINK_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -129,6 +132,8 @@ pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error + Send + Sync
             listen,
             database_url,
         } => {
+            let (config, _) = dev::prepare(&data_dir)?;
+            let _telemetry = crate::telemetry::install(&config.telemetry, std::io::stderr)?;
             let running = start_dev(&data_dir, listen, database_url).await?;
             serve_until_signal(running).await
         }
@@ -144,6 +149,7 @@ pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error + Send + Sync
             if database_url.is_some() {
                 config.database_url = database_url;
             }
+            let _telemetry = crate::telemetry::install(&config.telemetry, std::io::stderr)?;
             let (store, registry) = server::open(&config).await?;
             let running = server::start(&config, store, registry).await?;
             println!(

@@ -51,10 +51,15 @@ pub struct Config {
     pub banks: BanksConfig,
     /// Administration: certificate expiry warnings and CRLs.
     pub admin: AdminConfig,
+    /// Logs, traces and metrics.
+    pub telemetry: TelemetryConfig,
     /// How often (seconds) the partner registry is re-read from the database, to pick up
     /// changes made by other replicas. Changes made through this gateway apply at once.
     /// Default 5.
     pub registry_reload_secs: u64,
+    /// On shutdown, how long (seconds) calls still open may take to finish before they are
+    /// cut. Default 30.
+    pub shutdown_grace_secs: u64,
 }
 
 /// PEM files of the federation CA (to verify partners) and of the gateway's own certificate.
@@ -73,6 +78,48 @@ pub struct TlsConfig {
     /// CA's key never reaches the gateway: Admin.IssueCertificate and ExportCrl then answer
     /// FAILED_PRECONDITION and certificates are imported.
     pub ca_key: Option<PathBuf>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per event and per finished span (with its fields and timing).
+    Json,
+}
+
+/// Logs, traces and metrics (DESIGN §12).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// OTLP/gRPC collector for traces and metrics, e.g. `http://127.0.0.1:4317`. Unset: nothing
+    /// is exported (trace context still flows between partners).
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of every span and metric. Default `wagelink-gateway`.
+    pub service_name: String,
+    /// Where the Prometheus endpoint (`GET /metrics`, plain HTTP) listens, e.g.
+    /// `127.0.0.1:9464`. Unset: no endpoint. Keep it on a private network.
+    pub metrics_listen: Option<SocketAddr>,
+    /// How often (seconds) gauges are sampled from the database and metrics pushed over OTLP.
+    /// Default 15.
+    pub metrics_interval_secs: u64,
+    /// `text` (default) or `json`.
+    pub log_format: LogFormat,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            service_name: "wagelink-gateway".into(),
+            metrics_listen: None,
+            metrics_interval_secs: 15,
+            log_format: LogFormat::Text,
+        }
+    }
 }
 
 /// Certificate expiry warnings and CRLs.
@@ -239,7 +286,9 @@ impl Default for Config {
             cases: CasesConfig::default(),
             banks: BanksConfig::default(),
             admin: AdminConfig::default(),
+            telemetry: TelemetryConfig::default(),
             registry_reload_secs: 5,
+            shutdown_grace_secs: 30,
         }
     }
 }

@@ -29,4 +29,5 @@ pub mod routing;
 pub mod server;
 pub mod services;
 pub mod store;
+pub mod telemetry;
 pub mod tls;

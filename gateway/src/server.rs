@@ -25,6 +25,7 @@ use crate::layers::calls::ConcurrentCalls;
 use crate::layers::deadline::DeadlineLayer;
 use crate::layers::message_size::MessageSizeLayer;
 use crate::layers::rate::RateLimit;
+use crate::layers::trace::TraceLayer;
 use crate::layers::unbuilt::Unbuilt;
 use crate::ledger::checkpoint::LogKey;
 use crate::ledger::log::{EvidenceLog, LogKeys};
@@ -38,6 +39,7 @@ use crate::services::cases::CasesService;
 use crate::services::delivery::{DeliveryPolicy, DeliveryService, Subscribers};
 use crate::services::identity::IdentityService;
 use crate::store::{Store, StoreError};
+use crate::telemetry::metrics::Metrics;
 use crate::tls::{PartnerConn, TlsError, install_crypto_provider, server_config};
 use rustls::pki_types::pem::PemObject;
 use wagelink_proto::envelope::Signer;
@@ -74,23 +76,34 @@ pub struct Running {
     pub registry: Arc<Registry>,
     pub log: Arc<EvidenceLog>,
     pub store: Store,
+    pub metrics: Arc<Metrics>,
+    /// Where the Prometheus endpoint listens, when configured.
+    pub metrics_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     server: JoinHandle<Result<(), ServeError>>,
 }
 
 impl Running {
-    /// Stops accepting, lets calls in flight finish, and waits for the server to end.
+    /// Stops gracefully: stops accepting connections, ends the streams, lets the calls in
+    /// flight finish (up to `shutdown_grace_secs`) with their commits, signs a last checkpoint,
+    /// and returns when the server has ended.
     pub async fn shutdown(self) -> Result<(), ServeError> {
         let _ = self.shutdown.send(true);
         self.wait().await
     }
 
-    /// Waits until the server ends (it ends only on shutdown or a fatal error).
+    /// Waits until the server ends (it ends only on shutdown or a fatal error), then publishes
+    /// the log's last checkpoint and flushes the metrics.
     pub async fn wait(self) -> Result<(), ServeError> {
-        match self.server.await {
+        let result = match self.server.await {
             Ok(result) => result,
             Err(join) => Err(ServeError::Reflection(format!("server task ended: {join}"))),
-        }
+        };
+        // Every call has been answered: its entry is committed. Publish the head they reached.
+        self.log.checkpoint_now().await;
+        self.metrics.shutdown();
+        tracing::info!(entries = self.log.size(), "the gateway has stopped");
+        result
     }
 
     /// A sender that stops the server when `true` is sent (for signal handlers).
@@ -370,7 +383,40 @@ pub async fn start(
     ))
     .max_decoding_message_size(limits.max_message_bytes);
 
+    let metrics = Metrics::new(&config.telemetry).map_err(ServeError::Keys)?;
+    let metrics_addr = match config.telemetry.metrics_listen {
+        None => None,
+        Some(addr) => {
+            let listener = crate::telemetry::metrics::bind(addr)
+                .await
+                .map_err(|source| ServeError::Bind { addr, source })?;
+            let bound = listener.local_addr().ok();
+            let size_of = log.clone();
+            tokio::spawn(crate::telemetry::metrics::serve(
+                listener,
+                metrics.clone(),
+                store.clone(),
+                registry.clone(),
+                move || size_of.size(),
+                shutdown_rx.clone(),
+            ));
+            bound
+        }
+    };
+    if config.telemetry.otlp_endpoint.is_some() {
+        let size_of = log.clone();
+        tokio::spawn(crate::telemetry::metrics::sample_loop(
+            metrics.clone(),
+            store.clone(),
+            registry.clone(),
+            move || size_of.size(),
+            Duration::from_secs(config.telemetry.metrics_interval_secs.max(1)),
+            shutdown_rx.clone(),
+        ));
+    }
+
     let layers = ServiceBuilder::new()
+        .layer(TraceLayer::new(registry.clone(), metrics.clone()))
         .layer(AdmissionLayer(Authenticate::new(registry.clone())))
         .layer(AdmissionLayer(RateLimit::new(
             limits.requests_per_second,
@@ -400,17 +446,29 @@ pub async fn start(
         .add_service(delivery)
         .add_service(audit)
         .add_service(admin);
+    let grace = Duration::from_secs(config.shutdown_grace_secs);
     let server = tokio::spawn(async move {
-        router
-            .serve_with_incoming_shutdown(ReceiverStream::new(conn_rx), stopped(stop))
-            .await
-            .map_err(ServeError::from)
+        let serve = router
+            .serve_with_incoming_shutdown(ReceiverStream::new(conn_rx), stopped(stop.clone()));
+        tokio::pin!(serve);
+        tokio::select! {
+            result = &mut serve => result.map_err(ServeError::from),
+            _ = async { stopped(stop).await; tokio::time::sleep(grace).await } => {
+                tracing::warn!(
+                    grace_secs = grace.as_secs(),
+                    "calls were still open when the shutdown grace period ended; closing them"
+                );
+                Ok(())
+            }
+        }
     });
     Ok(Running {
         local_addr,
         registry,
         log,
         store,
+        metrics,
+        metrics_addr,
         shutdown,
         server,
     })

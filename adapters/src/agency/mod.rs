@@ -9,13 +9,16 @@
 //! {"message_id": "…", "sender": "source-national-platform", "payload_type": "wagelink.v1.Lead",
 //!  "case_id": "WL-20261128-000042", "in_reply_to": "", "created_at": 1795843581,
 //!  "cursor": 7, "action": "",
-//!  "envelope_base64": "…", "receipt_base64": "…"}
+//!  "envelope_base64": "…", "receipt_base64": "…",
+//!  "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
 //! ```
 //!
 //! `envelope_base64` is the `wagelink.v1.SignedEnvelope` exactly as its sender signed it (its
 //! payload may be empty for a lead the agency co-handles: read the lead with `Cases.GetCase`);
 //! `receipt_base64` the gateway's signed receipt; `action` names the step of a
-//! `wagelink.v1.CaseAction` (`sign_for`, `resolve`, …). See README.md beside this file.
+//! `wagelink.v1.CaseAction` (`sign_for`, `resolve`, …); `traceparent` the W3C trace context of
+//! the message — send it back as the `traceparent` header of the REST calls you make about it and
+//! the whole case is one trace. See README.md beside this file.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -82,6 +85,7 @@ pub fn webhook_body(d: &pb::MailboxDelivery) -> Result<Vec<u8>, String> {
         "action": action,
         "envelope_base64": B64.encode(env.encode_to_vec()),
         "receipt_base64": B64.encode(receipt),
+        "traceparent": d.traceparent,
     });
     serde_json::to_vec(&body).map_err(|e| e.to_string())
 }

@@ -271,7 +271,14 @@ fn http_status(code: tonic::Code) -> u16 {
 
 impl Rest {
     /// Signs (or takes back, for a repeated idempotency key) and submits one step.
-    async fn act(&self, case_id: &str, step: &str, body: &[u8], key: Option<&str>) -> (u16, Value) {
+    async fn act(
+        &self,
+        case_id: &str,
+        step: &str,
+        body: &[u8],
+        key: Option<&str>,
+        traceparent: Option<&str>,
+    ) -> (u16, Value) {
         let kept = key.map(|k| {
             self.state_dir.join("requests").join(format!(
                 "{}.bin",
@@ -331,7 +338,7 @@ impl Rest {
             }
         };
         let answer = pb::cases_client::CasesClient::new(self.channel.clone())
-            .act_on_case(envelope)
+            .act_on_case(crate::kit::traced(envelope, traceparent))
             .await;
         match answer {
             Ok(r) => {
@@ -391,15 +398,19 @@ pub async fn serve(rest: Arc<Rest>, listener: tokio::net::TcpListener) {
             };
             let mut first = head.lines().next().unwrap_or("").split_whitespace();
             let (method, path) = (first.next().unwrap_or(""), first.next().unwrap_or(""));
-            let key = head.lines().find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("idempotency-key")
-                    .then(|| v.trim().to_owned())
-            });
+            let header = |name: &str| {
+                head.lines().find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+                })
+            };
+            let key = header("idempotency-key");
+            let traceparent = header("traceparent");
             let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
             let (status, value) = match (method, parts.as_slice()) {
                 ("POST", ["cases", case_id, step]) => {
-                    rest.act(case_id, step, &body, key.as_deref()).await
+                    rest.act(case_id, step, &body, key.as_deref(), traceparent.as_deref())
+                        .await
                 }
                 _ => (
                     404,

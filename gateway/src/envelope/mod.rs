@@ -82,12 +82,17 @@ pub fn verify_request<M: Message + Name + Default>(
     request: tonic::Request<pb::SignedEnvelope>,
 ) -> Result<(VerifiedPartner, Verified<M>), tonic::Status> {
     let me = crate::layers::authenticate::partner(&request)?.clone();
-    let verified = verify::<M>(
+    let traceparent = request
+        .extensions()
+        .get::<crate::layers::trace::TraceParent>()
+        .map(|t| t.0.clone());
+    let mut verified = verify::<M>(
         registry,
         &me,
         request.into_inner(),
         crate::store::now_unix(),
     )?;
+    verified.accepted.traceparent = traceparent;
     Ok((me, verified))
 }
 
@@ -186,6 +191,7 @@ pub fn verify<M: Message + Name + Default>(
             case_id: String::new(),
             effects: Vec::new(),
             kind: Default::default(),
+            traceparent: None,
         },
         payload,
     })

@@ -1,5 +1,5 @@
 //! Behaviour that wraps every call, as tower layers over the gRPC HTTP/2 service (outermost
-//! first): [`authenticate`] turns the connection's certificate into a [`VerifiedPartner`];
+//! first): [`trace`] gives each call its span and metrics; [`authenticate`] turns the connection's certificate into a [`VerifiedPartner`];
 //! [`rate`] and [`calls`] enforce the per-partner request rate and concurrent calls;
 //! [`deadline`] bounds unary calls; [`message_size`] refuses oversized messages; [`unbuilt`]
 //! answers the contract's not-yet-built RPCs; [`authorize`] applies the kind × RPC table.
@@ -14,6 +14,7 @@ pub mod calls;
 pub mod deadline;
 pub mod message_size;
 pub mod rate;
+pub mod trace;
 pub mod unbuilt;
 
 /// The request type every layer sees.

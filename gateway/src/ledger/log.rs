@@ -57,6 +57,8 @@ pub struct Accepted {
     /// What the envelope changes beside the log, written in the same transaction.
     pub effects: Vec<Effect>,
     pub kind: EntryKind,
+    /// The W3C `traceparent` of the call that submitted it, handed on with its deliveries.
+    pub traceparent: Option<String>,
 }
 
 /// What kind of log entry an envelope makes.
@@ -303,7 +305,14 @@ impl EvidenceLog {
             case_id: subject.to_owned(),
             effects,
             kind: EntryKind::Accepted,
+            traceparent: crate::telemetry::tracecontext::traceparent(&tracing::Span::current()),
         })
+    }
+
+    /// Signs and stores a checkpoint of the tree as it stands, if it grew since the last one
+    /// (at shutdown, so the last entries do not wait for the next start to be covered).
+    pub async fn checkpoint_now(&self) {
+        checkpoint(&self.shared).await;
     }
 
     pub fn size(&self) -> u64 {
@@ -868,6 +877,7 @@ async fn decide(
             index,
             &receipt_bytes,
             now.seconds,
+            a.traceparent.as_deref(),
         )
         .await?;
         if let Some(c) = change.as_mut() {

@@ -128,6 +128,7 @@ async fn entry_at(
         Option<pb::entry_body::Kind>,
         Vec<u8>,
         Option<pb::SignedEnvelope>,
+        String,
     ),
     Status,
 > {
@@ -140,12 +141,23 @@ async fn entry_at(
     let kind = pb::EntryBody::decode(entry.entry.as_slice())
         .ok()
         .and_then(|b| b.kind);
-    let receipt = store
-        .receipt_at(index)
+    let (receipt, traceparent) = match store
+        .receipt_and_trace_at(index)
         .await
         .map_err(store_unavailable)?
-        .and_then(|r| pb::SignedEnvelope::decode(r.as_slice()).ok());
-    Ok((kind, entry.payload.unwrap_or_default(), receipt))
+    {
+        Some((receipt, traceparent)) => (
+            pb::SignedEnvelope::decode(receipt.as_slice()).ok(),
+            traceparent.unwrap_or_default(),
+        ),
+        None => (None, String::new()),
+    };
+    Ok((
+        kind,
+        entry.payload.unwrap_or_default(),
+        receipt,
+        traceparent,
+    ))
 }
 
 /// The delivery of one mailbox message: the envelope and the gateway's receipt for it — for an
@@ -158,7 +170,7 @@ async fn delivery(
     attempt: u32,
 ) -> Result<pb::MailboxDelivery, Status> {
     let store = log.store();
-    let (kind, payload, stored_receipt) = entry_at(store, row.log_index).await?;
+    let (kind, payload, stored_receipt, traceparent) = entry_at(store, row.log_index).await?;
     let (envelope, receipt) = match kind {
         Some(pb::entry_body::Kind::Accepted(a)) => {
             // A lead carries the reporter's personal data: only its handler gets the payload.
@@ -208,6 +220,7 @@ async fn delivery(
         receipt,
         attempt,
         enqueued_at: Some(super::convert::timestamp(row.enqueued_at)),
+        traceparent,
     })
 }
 

@@ -305,6 +305,40 @@ impl Store {
         Ok(result.rows_affected() == 1)
     }
 
+    /// Every partner's mailbox depth: (partner, pending, dead-lettered), for the metrics.
+    pub async fn mailbox_depths(&self) -> Result<Vec<(String, u64, u64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT partner_id, \
+               COALESCE(SUM(CASE WHEN state = 'pending' THEN 1 ELSE 0 END), 0) AS pending, \
+               COALESCE(SUM(CASE WHEN state = 'dead' THEN 1 ELSE 0 END), 0) AS dead \
+             FROM mailbox GROUP BY partner_id ORDER BY partner_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("partner_id")?,
+                    index(r.try_get("pending")?),
+                    index(r.try_get("dead")?),
+                ))
+            })
+            .collect()
+    }
+
+    /// Open cases with a clock that ran out, by region code, for the metrics.
+    pub async fn overdue_by_region(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT region, COUNT(*) AS n FROM cases WHERE overdue = 1 AND state <> 'CLOSED' \
+             GROUP BY region ORDER BY region",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("region")?, index(r.try_get("n")?))))
+            .collect()
+    }
+
     /// A partner's mailbox counts.
     pub async fn mailbox_counts(&self, partner: &str) -> Result<MailboxCounts, StoreError> {
         let row = sqlx::query(

@@ -116,10 +116,11 @@ impl LedgerTx {
         log_index: u64,
         receipt: &[u8],
         at: i64,
+        traceparent: Option<&str>,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO envelopes (sender, message_id, header_sha256, payload_type, log_index, receipt, accepted_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO envelopes (sender, message_id, header_sha256, payload_type, log_index, receipt, accepted_at, traceparent) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(sender)
         .bind(message_id)
@@ -128,6 +129,7 @@ impl LedgerTx {
         .bind(log_index as i64)
         .bind(receipt)
         .bind(at)
+        .bind(traceparent)
         .execute(&mut *self.tx)
         .await?;
         Ok(())
@@ -367,11 +369,23 @@ impl Store {
 
     /// The receipt the gateway gave for the envelope at `log_index`.
     pub async fn receipt_at(&self, log_index: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        let row = sqlx::query("SELECT receipt FROM envelopes WHERE log_index = $1")
+        Ok(self
+            .receipt_and_trace_at(log_index)
+            .await?
+            .map(|(receipt, _)| receipt))
+    }
+
+    /// The gateway's receipt for the envelope at `log_index`, and the `traceparent` of the call
+    /// that submitted it.
+    pub async fn receipt_and_trace_at(
+        &self,
+        log_index: u64,
+    ) -> Result<Option<(Vec<u8>, Option<String>)>, StoreError> {
+        let row = sqlx::query("SELECT receipt, traceparent FROM envelopes WHERE log_index = $1")
             .bind(log_index as i64)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| r.try_get("receipt").map_err(StoreError::from))
+        row.map(|r| Ok((r.try_get("receipt")?, r.try_get("traceparent")?)))
             .transpose()
     }
 
