@@ -800,6 +800,17 @@ async fn only_admins_reach_the_admin_service_and_its_safeguards_hold() {
         ),
         (
             pb::OnboardPartner {
+                kind: pb::PartnerKind::Housing as i32,
+                jurisdiction: Some(pb::Jurisdiction {
+                    region_codes: vec!["500112".into()],
+                    industry: pb::Industry::Water as i32,
+                }),
+                ..bank("housing-500112")
+            },
+            "a housing authority does not supervise water",
+        ),
+        (
+            pb::OnboardPartner {
                 partner_id: "Bank_303".into(),
                 ..bank("x")
             },
@@ -1047,4 +1058,92 @@ async fn the_admin_command_line_drives_the_service() {
         .unwrap_err();
     assert!(err.contains("partner kind \"wizard\" is unknown"), "{err}");
     gw.stop().await;
+}
+
+#[tokio::test]
+async fn the_first_admin_of_a_new_database_is_bootstrapped_once() {
+    use wagelink_gateway::admin_cli::{BootstrapArgs, bootstrap};
+    let dir = tempfile::tempdir().unwrap();
+    let (mut config, _) = wagelink_gateway::pki::dev::prepare(dir.path()).unwrap();
+    let db = TestDb::sqlite().await;
+    config.database_url = Some(db.url.clone());
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    let pki = config.data_dir.join("pki");
+    let ca = FederationCa::load(
+        &std::fs::read_to_string(pki.join("federation-ca.pem")).unwrap(),
+        &std::fs::read_to_string(pki.join("federation-ca.key")).unwrap(),
+    )
+    .unwrap();
+    let issued = ca
+        .issue_partner(
+            &config.trust_domain,
+            &LeafSpec::valid_for_days("admin-city".parse().unwrap(), "运维组", 90),
+        )
+        .unwrap();
+    let cert = dir.path().join("admin-city.pem");
+    std::fs::write(&cert, &issued.cert_pem).unwrap();
+    let args = || BootstrapArgs {
+        config: dir.path().join("wagelink.toml"),
+        database_url: Some(db.url.clone()),
+        id: "admin-city".into(),
+        name: "运维组".into(),
+        cert: cert.clone(),
+    };
+    let mut out = Vec::new();
+    bootstrap(args(), &mut out).await.unwrap();
+    let printed = String::from_utf8(out).unwrap();
+    assert!(printed.contains("onboarded admin-city"), "{printed}");
+    let again = bootstrap(args(), &mut Vec::new()).await.unwrap_err();
+    assert!(
+        again
+            .to_string()
+            .contains("admin-city is already an active admin"),
+        "{again}"
+    );
+
+    // The gateway starts on that database and the new admin administers it.
+    let (store, registry) = wagelink_gateway::server::open(&config).await.unwrap();
+    let running = wagelink_gateway::server::start(&config, store, registry)
+        .await
+        .unwrap();
+    let credentials = Credentials {
+        ca_pem: ca.cert_pem().as_bytes().to_vec(),
+        cert_pem: issued.cert_pem.into_bytes(),
+        key_pem: issued.key_pem.into_bytes(),
+    };
+    let address = client::GatewayAddress {
+        uri: format!("https://{}", running.local_addr),
+        server_name: "localhost".into(),
+    };
+    let channel = client::connect(&address, &credentials).await.unwrap();
+    let partners = AdminClient::new(channel)
+        .list_partners(pb::ListPartnersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .partners;
+    assert_eq!(
+        partners.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
+        vec!["admin-city"]
+    );
+    // Both changes are in the log, as admin entries the gateway signed.
+    let entries = running
+        .log
+        .store()
+        .entries(0, running.log.size(), false)
+        .await
+        .unwrap();
+    let admins: Vec<(String, String)> = entries
+        .iter()
+        .filter_map(
+            |e| match pb::EntryBody::decode(e.entry.as_slice()).ok()?.kind? {
+                pb::entry_body::Kind::Admin(a) => Some((a.admin, a.target)),
+                _ => None,
+            },
+        )
+        .collect();
+    assert_eq!(admins.len(), 2);
+    assert!(admins.iter().all(|(admin, _)| admin == "gateway"));
+    assert_eq!(admins[0].1, "admin-city");
+    running.shutdown().await.unwrap();
 }

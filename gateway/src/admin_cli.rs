@@ -771,8 +771,9 @@ async fn issue(
     if let Some(path) = &a.out {
         std::fs::write(path, &pem).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
-    let mut t = Table::new(&["issued", "partner", "receipt", "still_active", "file"]);
-    t.row(vec![
+    // In JSON the certificate travels in the output; the table prints it above instead.
+    let mut headers = vec!["issued", "partner", "receipt", "still_active", "file"];
+    let mut row = vec![
         issued.sha256.clone(),
         a.partner.clone(),
         receipt_line(issued.receipt.as_ref()),
@@ -785,7 +786,13 @@ async fn issue(
             .as_ref()
             .map(|p| p.display().to_string())
             .unwrap_or_default(),
-    ]);
+    ];
+    if json {
+        headers.push("certificate_pem");
+        row.push(pem.clone());
+    }
+    let mut t = Table::new(&headers);
+    t.row(row);
     if a.out.is_none() && !json {
         out.write_all(pem.as_bytes())?;
     }
@@ -923,4 +930,114 @@ async fn rules(
             Ok(())
         }
     }
+}
+
+/// The first admin of a new deployment, registered straight in the database.
+#[derive(Debug, Args)]
+pub struct BootstrapArgs {
+    /// The gateway's configuration (its database, trust domain, CA and log key).
+    #[arg(long, short)]
+    pub config: PathBuf,
+    /// Database URL (overrides the configuration's `database_url`).
+    #[arg(long, env = "WAGELINK_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// The admin's partner id, e.g. `admin-ops`.
+    #[arg(long)]
+    pub id: String,
+    /// Its name (an operator team, not a person's identity document).
+    #[arg(long)]
+    pub name: String,
+    /// Its certificate (PEM), issued by the federation CA: it is inspected like an import.
+    #[arg(long)]
+    pub cert: PathBuf,
+}
+
+/// Registers the first admin partner and its certificate when the database has no active
+/// admin — the one registry change no admin can sign. Each of the two changes is logged as an
+/// admin entry signed by the gateway itself. Run it with the gateway stopped.
+pub async fn bootstrap(args: BootstrapArgs, out: &mut dyn Write) -> Result<(), Error> {
+    use crate::admin::AdminChange;
+    use crate::identity::{Partner, PartnerKind, PartnerStatus};
+    use crate::ledger::log::{Effect, EntryKind, EvidenceLog};
+    use std::time::Duration;
+
+    let mut config = crate::config::Config::load(&args.config)?;
+    if args.database_url.is_some() {
+        config.database_url = args.database_url;
+    }
+    let (store, registry) = crate::server::open(&config).await?;
+    if let Some(admin) = registry
+        .partners()
+        .into_iter()
+        .find(|p| p.kind == PartnerKind::Admin && p.status == PartnerStatus::Active)
+    {
+        return Err(format!(
+            "{} is already an active admin: add further admins with `wagelink admin partner onboard --kind admin` and `wagelink admin certificate issue`",
+            admin.id
+        )
+        .into());
+    }
+    let id: crate::identity::PartnerId = args.id.parse().map_err(|e| format!("--id: {e}"))?;
+    let pem = read_text(&args.cert)?;
+    let chain = crate::tls::chain_verifier(&config.tls.ca)?;
+    let (facts, der) = crate::admin::inspect::inspect_import(
+        &pem,
+        &id,
+        &config.trust_domain,
+        &chain,
+        crate::store::now_unix(),
+    )
+    .map_err(|e| format!("--cert: {e}"))?;
+    let log = EvidenceLog::open(
+        store.clone(),
+        crate::server::log_keys(&config)?,
+        Duration::from_secs(config.log.replay_window_secs),
+        Duration::from_millis(config.log.checkpoint_interval_ms),
+    )
+    .await?;
+    let partner = Partner {
+        id: id.clone(),
+        kind: PartnerKind::Admin,
+        name: args.name.clone(),
+        jurisdiction: Default::default(),
+        status: PartnerStatus::Active,
+    };
+    let onboard = pb::OnboardPartner {
+        partner_id: id.to_string(),
+        kind: pb::PartnerKind::Admin as i32,
+        name: args.name,
+        jurisdiction: None,
+        reason: "bootstrap: the first admin of this deployment".into(),
+    };
+    let import = pb::ImportCertificate {
+        partner_id: id.to_string(),
+        certificate_pem: pem,
+    };
+    let sha256 = facts.sha256.clone();
+    let mut t = Table::new(&["done", "receipt"]);
+    for (what, mut accepted) in [
+        (
+            format!("onboarded {id}"),
+            log.own(
+                &onboard,
+                "",
+                vec![Effect::Admin(Box::new(AdminChange::Onboard(partner)))],
+            )?,
+        ),
+        (
+            format!("registered certificate {sha256}"),
+            log.own(
+                &import,
+                "",
+                vec![Effect::Admin(Box::new(AdminChange::Pin { facts, der }))],
+            )?,
+        ),
+    ] {
+        accepted.kind = EntryKind::Admin;
+        let receipt = log.append(accepted).await?;
+        t.row(vec![what, receipt_line(Some(&receipt))]);
+    }
+    log.checkpoint_now().await;
+    store.close().await;
+    Ok(t.print(false, out)?)
 }

@@ -60,6 +60,9 @@ pub enum Command {
     /// Administer a running gateway over mTLS with an admin certificate: partners,
     /// certificates, routing rules.
     Admin(crate::admin_cli::AdminArgs),
+    /// Register the first admin of a new deployment in its database (with the gateway stopped);
+    /// refused once an active admin exists.
+    BootstrapAdmin(crate::admin_cli::BootstrapArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -209,6 +212,9 @@ pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error + Send + Sync
             Ok(())
         }
         Command::Admin(args) => crate::admin_cli::run(args, &mut std::io::stdout()).await,
+        Command::BootstrapAdmin(args) => {
+            crate::admin_cli::bootstrap(args, &mut std::io::stdout()).await
+        }
         Command::Audit(AuditCommand::Verify { file, log_key }) => {
             verify_export(&file, log_key.as_deref())
         }

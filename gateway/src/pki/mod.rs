@@ -106,12 +106,31 @@ impl FederationCa {
         })
     }
 
-    /// A CA from its certificate and key (PEM).
+    /// A CA from its certificate and key (PEM); refused when the key is not the certificate's.
     pub fn load(cert_pem: &str, key_pem: &str) -> Result<Self, PkiError> {
         let key = KeyPair::from_pem(key_pem).map_err(|e| PkiError::Invalid {
             what: "the federation CA key".into(),
             why: e.to_string(),
         })?;
+        let first = crate::tls::pem_certificates(cert_pem.as_bytes())
+            .ok()
+            .and_then(|all| all.into_iter().next())
+            .ok_or_else(|| PkiError::Invalid {
+                what: "the federation CA certificate".into(),
+                why: "no PEM certificate found".into(),
+            })?;
+        let spki = x509_parser::parse_x509_certificate(&first)
+            .map(|(_, c)| c.public_key().raw.to_vec())
+            .map_err(|e| PkiError::Invalid {
+                what: "the federation CA certificate".into(),
+                why: e.to_string(),
+            })?;
+        if spki != rcgen::PublicKeyData::subject_public_key_info(&key) {
+            return Err(PkiError::Invalid {
+                what: "the federation CA key".into(),
+                why: "it is not the key of the first certificate in the CA file; give the CA's own key".into(),
+            });
+        }
         let issuer = Issuer::from_ca_cert_pem(cert_pem, key).map_err(|e| PkiError::Invalid {
             what: "the federation CA certificate".into(),
             why: e.to_string(),
@@ -533,5 +552,10 @@ mod tests {
         let spec = LeafSpec::valid_for_days("hrss-500112".parse().unwrap(), "Yubei", 1);
         assert!(again.issue_partner("test.wagelink", &spec).is_ok());
         assert!(FederationCa::load(ca.cert_pem(), "not a key").is_err());
+        let other = FederationCa::generate("test.wagelink").unwrap();
+        let err = FederationCa::load(ca.cert_pem(), other.key_pem())
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("not the key of"), "{err}");
     }
 }

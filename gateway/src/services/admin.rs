@@ -171,12 +171,19 @@ fn sha256_hex(field: &str, value: &str) -> Result<String, Status> {
     }
 }
 
-/// Industry authorities: the kinds whose jurisdiction names an industry.
-fn industry_authority(kind: PartnerKind) -> bool {
-    matches!(
-        kind,
-        PartnerKind::Housing | PartnerKind::Transport | PartnerKind::Water
-    )
+/// The industries an authority of `kind` may supervise; empty for kinds that are not industry
+/// authorities.
+fn supervised_industries(kind: PartnerKind) -> &'static [Industry] {
+    match kind {
+        PartnerKind::Housing => &[Industry::HousingMunicipal],
+        PartnerKind::Transport => &[
+            Industry::Transport,
+            Industry::Railway,
+            Industry::CivilAviation,
+        ],
+        PartnerKind::Water => &[Industry::Water],
+        _ => &[],
+    }
 }
 
 /// A jurisdiction from the contract, checked for a partner of `kind`.
@@ -202,15 +209,26 @@ fn jurisdiction(kind: PartnerKind, j: Option<&pb::Jurisdiction>) -> Result<Juris
             )));
         }
     };
-    match (industry_authority(kind), industry) {
-        (true, None) => {
+    let allowed = supervised_industries(kind);
+    match industry {
+        None if !allowed.is_empty() => {
             return Err(Status::invalid_argument(format!(
                 "a {kind} partner is an industry authority: set jurisdiction.industry"
             )));
         }
-        (false, Some(i)) => {
+        Some(i) if allowed.is_empty() => {
             return Err(Status::invalid_argument(format!(
                 "jurisdiction.industry ({i}) is only for industry authorities (housing, transport, water); a {kind} partner has none"
+            )));
+        }
+        Some(i) if !allowed.contains(&i) => {
+            return Err(Status::invalid_argument(format!(
+                "a {kind} authority does not supervise {i}: set jurisdiction.industry to one of {}",
+                allowed
+                    .iter()
+                    .map(|i| i.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
         _ => {}
