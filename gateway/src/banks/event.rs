@@ -237,6 +237,7 @@ pub fn account_of(e: &pb::AccountEvent) -> AccountRow {
 }
 
 /// Checks every event of an envelope (one event, or a batch) and prepares them for the log.
+#[tracing::instrument(name = "bank.events", skip_all, fields(bank = %bank.id, count = events.len(), batch))]
 pub fn check_all(
     events: &[Vec<u8>],
     batch: bool,

@@ -252,6 +252,7 @@ impl EvidenceLog {
     }
 
     /// Appends an accepted envelope: idempotency, replay window, durable append, receipt.
+    #[tracing::instrument(name = "log.append", skip_all, fields(payload_type = %accepted.header.payload_type))]
     pub async fn append(&self, accepted: Accepted) -> Result<pb::SignedEnvelope, AppendError> {
         self.enqueue(accepted).await?.receipt().await
     }

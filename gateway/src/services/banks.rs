@@ -513,6 +513,7 @@ fn refusal(bank: &VerifiedPartner, r: &pb::LinkRefusal) -> Refused {
     }
 }
 
+#[tracing::instrument(name = "warning.raise", skip_all, fields(rule = w.rule, period = %w.period))]
 async fn raise(
     registry: &Registry,
     log: &EvidenceLog,

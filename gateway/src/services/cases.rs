@@ -195,6 +195,7 @@ impl CasesService {
     }
 
     /// The common path of ActOnCase and SendLetter: load the case, gather facts, log the step.
+    #[tracing::instrument(name = "case.step", skip_all, fields(case_id = %case_id, actor = %me.id))]
     async fn step(
         &self,
         me: VerifiedPartner,
@@ -300,6 +301,7 @@ pub(crate) async fn dry_run(
 }
 
 /// Checks a lead and decides where it goes by the rules.
+#[tracing::instrument(name = "route", skip_all, fields(rules_version = rules.version, region = %lead.region_code))]
 pub(crate) fn route_lead(
     rules: &RuleSet,
     registry: &Registry,
@@ -368,6 +370,7 @@ pub async fn overdue_scan(
     }
 }
 
+#[tracing::instrument(name = "case.escalate", skip(registry, log))]
 async fn escalate(
     registry: &Registry,
     log: &EvidenceLog,

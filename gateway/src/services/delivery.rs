@@ -163,6 +163,7 @@ async fn entry_at(
 /// The delivery of one mailbox message: the envelope and the gateway's receipt for it — for an
 /// envelope sent to the partner, its ACCEPTED receipt; for a recipient's acknowledgement of an
 /// envelope the partner sent, a DELIVERED receipt (the proof of delivery).
+#[tracing::instrument(name = "deliver", skip(log, row), fields(cursor = row.cursor, log_index = row.log_index))]
 async fn delivery(
     log: &EvidenceLog,
     partner: &str,
