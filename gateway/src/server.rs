@@ -268,6 +268,15 @@ pub async fn start(
         conn_tx,
         shutdown_rx.clone(),
     ));
+    if store.backend() == crate::store::Backend::Postgres {
+        tokio::spawn(listen_to_replicas(
+            store.clone(),
+            registry.clone(),
+            rules.clone(),
+            log.clone(),
+            shutdown_rx.clone(),
+        ));
+    }
     tokio::spawn(reload_loop(
         registry.clone(),
         rules.clone(),
@@ -539,6 +548,64 @@ async fn reload_loop(
                 }
             }
             _ = stopped(shutdown.clone()) => return,
+        }
+    }
+}
+
+/// Listens (PostgreSQL) for what other replicas commit: new mailbox messages wake this
+/// replica's feeds, and registry or rules changes are reloaded at once — so a revocation made on
+/// one replica closes the certificate's streams on every replica within a second. Reconnects
+/// when the listening connection drops; the periodic reload remains as a fallback.
+async fn listen_to_replicas(
+    store: Store,
+    registry: Arc<Registry>,
+    rules: Arc<ActiveRules>,
+    log: Arc<EvidenceLog>,
+    shutdown: watch::Receiver<bool>,
+) {
+    use crate::store::Notice;
+    loop {
+        let mut listener = match sqlx::postgres::PgListener::connect(store.url()).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for other replicas' changes; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    _ = stopped(shutdown.clone()) => return,
+                }
+            }
+        };
+        if let Err(e) = listener
+            .listen_all(Notice::ALL.iter().map(|n| n.channel()))
+            .await
+        {
+            tracing::warn!(error = %e, "cannot listen for other replicas' changes; retrying");
+            continue;
+        }
+        // Anything committed while no one listened is picked up by a reload now.
+        log.poke_deliveries();
+        let _ = registry.reload().await;
+        let _ = rules.reload().await;
+        loop {
+            let notice = tokio::select! {
+                n = listener.recv() => n,
+                _ = stopped(shutdown.clone()) => return,
+            };
+            match notice {
+                Ok(n) if n.channel() == Notice::Mailboxes.channel() => log.poke_deliveries(),
+                Ok(_) => {
+                    if let Err(e) = registry.reload().await {
+                        tracing::warn!(error = %e, "reloading the registry after another replica's change failed");
+                    }
+                    if let Err(e) = rules.reload().await {
+                        tracing::warn!(error = %e, "reloading the rules after another replica's change failed");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the notification connection dropped; reconnecting");
+                    break;
+                }
+            }
         }
     }
 }

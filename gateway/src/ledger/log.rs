@@ -25,7 +25,7 @@ use crate::banks::event::CheckedEvent;
 use crate::cases::machine::{self, Opening, StepInput};
 use crate::identity::PartnerId;
 use crate::refusal::Refused;
-use crate::store::{CaseRecord, LedgerTx, Store, StoreError, StoredCheckpoint};
+use crate::store::{Backend, CaseRecord, LedgerTx, Notice, Store, StoreError, StoredCheckpoint};
 
 /// Most appends grouped into one transaction.
 const MAX_GROUP: usize = 512;
@@ -150,6 +150,10 @@ struct Shared {
     tree: RwLock<Tree>,
     latest: RwLock<StoredCheckpoint>,
     window_secs: i64,
+    /// Whether this gateway signs checkpoints: always on SQLite (one process); on PostgreSQL,
+    /// the replica holding the checkpoint advisory lock. The others read the checkpoints it
+    /// signs.
+    leader: std::sync::atomic::AtomicBool,
 }
 
 /// A queued append, awaiting its receipt.
@@ -238,6 +242,7 @@ impl EvidenceLog {
                 c
             }
         };
+        let store_backend = store.backend();
         let shared = Arc::new(Shared {
             deliveries: tokio::sync::watch::channel(0).0,
             keys,
@@ -245,7 +250,11 @@ impl EvidenceLog {
             tree: RwLock::new(tree),
             latest: RwLock::new(latest),
             window_secs: window.as_secs() as i64,
+            leader: std::sync::atomic::AtomicBool::new(store_backend == Backend::Sqlite),
         });
+        if store_backend == Backend::Postgres {
+            tokio::spawn(lead_checkpoints(Arc::downgrade(&shared)));
+        }
         let (queue, rx) = mpsc::channel(4 * MAX_GROUP);
         tokio::spawn(sequence(shared.clone(), rx, checkpoint_every));
         Ok(Arc::new(Self { shared, queue }))
@@ -358,6 +367,11 @@ impl EvidenceLog {
     pub fn deliveries(&self) -> tokio::sync::watch::Receiver<u64> {
         self.shared.deliveries.subscribe()
     }
+
+    /// Wakes this gateway's mailbox feeds: another replica committed messages.
+    pub fn poke_deliveries(&self) {
+        self.shared.deliveries.send_modify(|n| *n += 1);
+    }
 }
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -375,6 +389,43 @@ fn sign_checkpoint(keys: &LogKeys, size: u64, root: Hash) -> StoredCheckpoint {
         root_hash: root.to_vec(),
         note: keys.log_key.sign(&checkpoint),
         signed_at: crate::store::now_unix(),
+    }
+}
+
+/// Competes for the checkpoint advisory lock (PostgreSQL) for as long as the log exists: the
+/// replica holding it signs checkpoints; when it dies, its session ends, the lock is free, and
+/// another replica takes over within a second.
+async fn lead_checkpoints(shared: std::sync::Weak<Shared>) {
+    use std::sync::atomic::Ordering;
+    loop {
+        let Some(strong) = shared.upgrade() else {
+            return;
+        };
+        let store = strong.store.clone();
+        drop(strong);
+        match store.try_lead().await {
+            Ok(Some(mut lead)) => {
+                tracing::info!("this replica now signs the log's checkpoints");
+                loop {
+                    let Some(strong) = shared.upgrade() else {
+                        return;
+                    };
+                    strong.leader.store(true, Ordering::Release);
+                    drop(strong);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    if let Err(e) = lead.alive().await {
+                        tracing::warn!(error = %e, "lost the checkpoint lock's connection; competing again");
+                        break;
+                    }
+                }
+                if let Some(strong) = shared.upgrade() {
+                    strong.leader.store(false, Ordering::Release);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "competing for the checkpoint lock failed"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
@@ -401,8 +452,38 @@ async fn catch_up(shared: &Shared, stored: u64) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Signs and stores a checkpoint of the current tree, if it grew since the last one.
+/// Signs and stores a checkpoint of the log as stored, if it grew since the last one — when
+/// this gateway leads; otherwise takes in the latest checkpoint the leader signed (and the
+/// entries it covers, for proofs).
 async fn checkpoint(shared: &Shared) {
+    if !shared.leader.load(std::sync::atomic::Ordering::Acquire) {
+        match shared.store.latest_checkpoint().await {
+            Ok(Some(latest)) if latest.tree_size > read(&shared.latest).tree_size => {
+                match catch_up(shared, latest.tree_size).await {
+                    Ok(()) => *shared.latest.write().unwrap_or_else(|e| e.into_inner()) = latest,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reading entries for the latest checkpoint failed")
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "reading the latest checkpoint failed"),
+        }
+        return;
+    }
+    // Other replicas may have appended since this one last did.
+    match shared.store.log_size().await {
+        Ok(stored) => {
+            if let Err(e) = catch_up(shared, stored).await {
+                tracing::warn!(error = %e, "taking in entries before a checkpoint failed");
+                return;
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the log size failed; retrying next tick");
+            return;
+        }
+    }
     let (size, root) = {
         let tree = read(&shared.tree);
         (tree.size(), tree.root())
@@ -469,6 +550,17 @@ async fn write_group(shared: &Shared, group: Vec<Append>) {
             let start = tx.next_index().await?;
             catch_up(shared, start).await?;
             let decided = decide(shared, &mut tx, start, &appends).await?;
+            // The other replicas hear of it when it commits.
+            if decided.2 {
+                tx.notify(Notice::Mailboxes).await?;
+            }
+            let changed_registry = appends
+                .iter()
+                .zip(&decided.0)
+                .any(|(a, outcome)| a.kind == EntryKind::Admin && outcome.is_ok());
+            if changed_registry {
+                tx.notify(Notice::Registry).await?;
+            }
             tx.commit().await?;
             Ok::<_, StoreError>(decided)
         }

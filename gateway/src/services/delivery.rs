@@ -4,13 +4,11 @@
 //! `Acknowledge` takes the recipient's signed acknowledgement — the proof of delivery — logs it
 //! and marks the message delivered, in one transaction.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use prost::{Message, Name};
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 use wagelink_proto::envelope::sha256;
 use wagelink_proto::v1 as pb;
@@ -288,8 +286,29 @@ struct Feed {
     open: OpenStream,
 }
 
-/// Feeds one subscription until the subscriber goes away or the gateway shuts down.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// Feeds one subscription until the subscriber goes away or the gateway shuts down, then gives
+/// back the messages it holds unacknowledged so another stream can send them at once.
 async fn feed(feed: Feed) {
+    let store = feed.log.store().clone();
+    let partner = feed.partner.clone();
+    let stream = uuid::Uuid::new_v4().to_string();
+    run_feed(feed, &stream).await;
+    if let Err(e) = store.release(&partner, &stream).await {
+        tracing::debug!(error = %e, "giving back a closed stream's messages failed; they are sent again when their claim runs out");
+    }
+}
+
+/// Sends what the stream may hold: the window's worth of messages claimed for it in the store
+/// (so two streams of a partner, on any replicas, never send a message at once), each sent
+/// again when its claim runs out unacknowledged.
+async fn run_feed(feed: Feed, stream: &str) {
     let Feed {
         log,
         partner,
@@ -302,52 +321,46 @@ async fn feed(feed: Feed) {
         open: _open,
     } = feed;
     let store = log.store().clone();
-    let mut in_flight: BTreeMap<u64, Instant> = BTreeMap::new();
+    let redeliver_ms = policy.redeliver_after.as_millis().min(i64::MAX as u128) as i64;
+    let poll = policy.redeliver_after.min(Duration::from_millis(500));
     loop {
-        let rows = match store
-            .pending(&partner, from, window.saturating_mul(2))
-            .await
-        {
-            Ok(rows) => rows,
+        let now = now_ms();
+        let claimed = match store.held_by(&partner, stream, now).await {
+            Ok(held) => {
+                store
+                    .claim(
+                        &partner,
+                        from,
+                        stream,
+                        window.saturating_sub(held),
+                        now,
+                        now.saturating_add(redeliver_ms),
+                        policy.max_attempts,
+                    )
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        let claimed = match claimed {
+            Ok(claimed) => claimed,
             Err(e) => {
                 let _ = out.send(Err(store_unavailable(e))).await;
                 return;
             }
         };
-        // Acknowledged (or dead-lettered) messages leave the window.
-        in_flight.retain(|cursor, _| rows.iter().any(|r| r.cursor == *cursor));
-        for row in &rows {
-            let due = in_flight
-                .get(&row.cursor)
-                .is_none_or(|sent| sent.elapsed() >= policy.redeliver_after);
-            if !due || (!in_flight.contains_key(&row.cursor) && in_flight.len() >= window as usize)
-            {
+        for c in claimed {
+            if c.dead {
+                tracing::warn!(partner = %partner, cursor = c.row.cursor, "message dead-lettered after too many delivery attempts");
                 continue;
             }
-            let attempt = match store
-                .count_attempt(&partner, row.cursor, policy.max_attempts)
-                .await
-            {
-                Ok(Some(attempt)) => attempt,
-                Ok(None) => {
-                    tracing::warn!(partner = %partner, cursor = row.cursor, "message dead-lettered after too many delivery attempts");
-                    in_flight.remove(&row.cursor);
-                    continue;
-                }
-                Err(e) => {
-                    let _ = out.send(Err(store_unavailable(e))).await;
-                    return;
-                }
-            };
-            let message = delivery(&log, &partner, row, attempt).await;
+            let message = delivery(&log, &partner, &c.row, c.row.attempts).await;
             if out.send(message).await.is_err() {
                 return;
             }
-            in_flight.insert(row.cursor, Instant::now());
         }
         tokio::select! {
             changed = committed.changed() => if changed.is_err() { return },
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = tokio::time::sleep(poll) => {}
             _ = out.closed() => return,
             _ = crate::server::stopped(shutdown.clone()) => {
                 let _ = out.send(Err(Status::unavailable("the gateway is shutting down; reconnect with backoff and the same request"))).await;

@@ -38,7 +38,7 @@ pub struct NewRules<'a> {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MailboxCounts {
     pub pending: u64,
-    /// Pending messages sent at least once and not acknowledged yet.
+    /// Pending messages a stream holds now: sent, awaiting acknowledgement.
     pub in_flight: u64,
     pub dead_lettered: u64,
     pub last_cursor: u64,
@@ -344,13 +344,19 @@ impl Store {
         let row = sqlx::query(
             "SELECT \
                COALESCE(SUM(CASE WHEN state = 'pending' THEN 1 ELSE 0 END), 0) AS pending, \
-               COALESCE(SUM(CASE WHEN state = 'pending' AND attempts > 0 THEN 1 ELSE 0 END), 0) AS in_flight, \
+               COALESCE(SUM(CASE WHEN state = 'pending' AND claimed_until > $2 THEN 1 ELSE 0 END), 0) AS in_flight, \
                COALESCE(SUM(CASE WHEN state = 'dead' THEN 1 ELSE 0 END), 0) AS dead, \
                COALESCE(MAX(cursor), 0) AS last, \
                MIN(CASE WHEN state = 'pending' THEN enqueued_at END) AS oldest \
              FROM mailbox WHERE partner_id = $1",
         )
         .bind(partner)
+        .bind(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or_default(),
+        )
         .fetch_one(&self.pool)
         .await?;
         Ok(MailboxCounts {

@@ -45,6 +45,27 @@ pub struct MailboxRow {
 /// An open append transaction.
 pub struct LedgerTx {
     pub(super) tx: Transaction<'static, Any>,
+    backend: super::Backend,
+}
+
+/// What other replicas are told when a transaction commits (PostgreSQL NOTIFY channels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notice {
+    /// Messages were put in mailboxes: feeds look again at once.
+    Mailboxes,
+    /// Partners, certificates or routing rules changed: reload them at once.
+    Registry,
+}
+
+impl Notice {
+    pub const ALL: [Notice; 2] = [Notice::Mailboxes, Notice::Registry];
+
+    pub fn channel(self) -> &'static str {
+        match self {
+            Notice::Mailboxes => "wagelink_mailboxes",
+            Notice::Registry => "wagelink_registry",
+        }
+    }
 }
 
 pub(super) fn index(i: i64) -> u64 {
@@ -181,6 +202,18 @@ impl LedgerTx {
         Ok(())
     }
 
+    /// Tells the other replicas about this transaction when it commits (PostgreSQL only:
+    /// on SQLite there is one gateway process).
+    pub async fn notify(&mut self, notice: Notice) -> Result<(), StoreError> {
+        if self.backend == super::Backend::Postgres {
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(notice.channel())
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Makes everything in this transaction durable (SQLite: synchronous=FULL; PostgreSQL:
     /// synchronous_commit as the server has it).
     pub async fn commit(self) -> Result<(), StoreError> {
@@ -189,11 +222,34 @@ impl LedgerTx {
     }
 }
 
+/// The PostgreSQL advisory lock that serialises log appends across replicas.
+pub const SEQUENCER_LOCK: i64 = 0x7761_6765_6c6f_6701;
+
 impl Store {
+    /// Opens an append transaction. On PostgreSQL it first takes the sequencer's advisory lock
+    /// for the transaction, so the appends of every replica sharing the database are numbered
+    /// one at a time: no two can take the same index, and none can skip one. A replica that
+    /// dies mid-transaction releases the lock with its connection.
     pub async fn begin_ledger(&self) -> Result<LedgerTx, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if self.backend == super::Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(SEQUENCER_LOCK)
+                .execute(&mut *tx)
+                .await?;
+        }
         Ok(LedgerTx {
-            tx: self.pool.begin().await?,
+            tx,
+            backend: self.backend,
         })
+    }
+
+    /// How many entries the log holds (one past the last index).
+    pub async fn log_size(&self) -> Result<u64, StoreError> {
+        let row = sqlx::query("SELECT COALESCE(MAX(idx) + 1, 0) AS next FROM log_entries")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(index(row.try_get("next")?))
     }
 
     /// Entries `[start, end)`, with payloads if asked.
@@ -398,5 +454,143 @@ impl Store {
                 .fetch_optional(&self.pool)
                 .await?;
         Ok(row.is_some())
+    }
+}
+
+/// The PostgreSQL advisory lock held by the replica that signs checkpoints.
+pub const CHECKPOINT_LOCK: i64 = 0x7761_6765_6c6f_6702;
+
+/// A held checkpoint lock: its own connection, outside the pool, whose session holds the lock
+/// until it ends (then PostgreSQL releases it).
+pub struct Leadership {
+    conn: sqlx::AnyConnection,
+}
+
+impl Leadership {
+    /// Checks the session (and with it the lock) is still there.
+    pub async fn alive(&mut self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1 AS one")
+            .fetch_one(&mut self.conn)
+            .await?;
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Takes the checkpoint lock if no other replica holds it (PostgreSQL).
+    pub async fn try_lead(&self) -> Result<Option<Leadership>, StoreError> {
+        let mut conn = self.pool.acquire().await?.detach();
+        let row = sqlx::query("SELECT pg_try_advisory_lock($1) AS got")
+            .bind(CHECKPOINT_LOCK)
+            .fetch_one(&mut conn)
+            .await?;
+        let got: bool = row.try_get("got")?;
+        Ok(got.then_some(Leadership { conn }))
+    }
+}
+
+/// A mailbox message a stream has claimed to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimed {
+    pub row: MailboxRow,
+    /// Over `max_attempts`: dead-lettered by this claim, not to be sent.
+    pub dead: bool,
+}
+
+impl Store {
+    /// Claims up to `limit` of `partner`'s pending messages from `from_cursor` on, oldest first,
+    /// for stream `stream` until `until_ms`: those nobody holds, or whose claim ran out (a send
+    /// not acknowledged in time: sent again). Each claim counts an attempt; past
+    /// `max_attempts` the message is dead-lettered instead. On PostgreSQL rows other streams
+    /// are claiming are skipped (SKIP LOCKED), never waited for.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn claim(
+        &self,
+        partner: &str,
+        from_cursor: u64,
+        stream: &str,
+        limit: u32,
+        now_ms: i64,
+        until_ms: i64,
+        max_attempts: u32,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let lock = match self.backend {
+            super::Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            super::Backend::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE mailbox SET attempts = attempts + 1, claimed_by = $1, claimed_until = $2, \
+             state = CASE WHEN attempts + 1 > $3 THEN 'dead' ELSE state END \
+             WHERE partner_id = $4 AND cursor IN (\
+               SELECT cursor FROM mailbox WHERE partner_id = $4 AND state = 'pending' \
+               AND cursor >= $5 AND (claimed_until IS NULL OR claimed_until <= $6) \
+               ORDER BY cursor LIMIT $7{lock}) \
+             RETURNING cursor, log_index, attempts, enqueued_at, state"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(stream)
+            .bind(until_ms)
+            .bind(i64::from(max_attempts))
+            .bind(partner)
+            .bind(from_cursor as i64)
+            .bind(now_ms)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut claimed = rows
+            .iter()
+            .map(|r| {
+                Ok(Claimed {
+                    row: MailboxRow {
+                        cursor: index(r.try_get("cursor")?),
+                        log_index: index(r.try_get("log_index")?),
+                        attempts: r
+                            .try_get::<i64, _>("attempts")?
+                            .clamp(0, i64::from(u32::MAX)) as u32,
+                        enqueued_at: r.try_get("enqueued_at")?,
+                    },
+                    dead: r.try_get::<String, _>("state")? == "dead",
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        claimed.sort_by_key(|c| c.row.cursor);
+        Ok(claimed)
+    }
+
+    /// How many of `partner`'s pending messages stream `stream` holds unacknowledged now.
+    pub async fn held_by(
+        &self,
+        partner: &str,
+        stream: &str,
+        now_ms: i64,
+    ) -> Result<u32, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM mailbox WHERE partner_id = $1 AND state = 'pending' \
+             AND claimed_by = $2 AND claimed_until > $3",
+        )
+        .bind(partner)
+        .bind(stream)
+        .bind(now_ms)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(index(row.try_get("n")?).min(u64::from(u32::MAX)) as u32)
+    }
+}
+
+impl Store {
+    /// Gives back what stream `stream` holds (it ended): another stream may send it at once.
+    pub async fn release(&self, partner: &str, stream: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE mailbox SET claimed_by = NULL, claimed_until = NULL \
+             WHERE partner_id = $1 AND claimed_by = $2 AND state = 'pending'",
+        )
+        .bind(partner)
+        .bind(stream)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 }

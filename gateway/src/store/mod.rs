@@ -25,7 +25,7 @@ use thiserror::Error;
 pub use accounts::{AccountRow, EventRow};
 pub use admin::{MailboxCounts, NewRules, RulesVersionRow};
 pub use cases::{CaseFilter, CaseRecord};
-pub use ledger::{LedgerTx, MailboxRow, PriorEnvelope, StoredCheckpoint, StoredEntry};
+pub use ledger::{LedgerTx, MailboxRow, Notice, PriorEnvelope, StoredCheckpoint, StoredEntry};
 pub use partners::{CertificateRecord, CertificateStatus};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
@@ -69,6 +69,9 @@ pub enum StoreError {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// The URL it was opened with (for PostgreSQL notifications, which need a connection of
+    /// their own). Never printed: it may hold a password.
+    url: std::sync::Arc<str>,
 }
 
 /// A URL with any password replaced, safe to print.
@@ -159,11 +162,20 @@ impl Store {
                 url: redact_url(url),
                 source,
             })?;
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            url: url.into(),
+        })
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The URL the store was opened with; it may hold a password: never print it.
+    pub(crate) fn url(&self) -> &str {
+        &self.url
     }
 
     /// Closes every connection; pending queries finish first.

@@ -1,0 +1,335 @@
+//! Several gateway processes on one PostgreSQL serve the same partners (DESIGN §11): three
+//! `wagelink serve` processes, load sent through all of them, one killed with SIGKILL in the
+//! middle. Afterwards every receipt a client received is in the log at its index with its
+//! header, the log has no gaps and each client's messages are in the order it sent them, every
+//! lead reached its handler's mailbox and was delivered, a surviving replica signs the
+//! checkpoints, and the offline audit verification passes.
+//!
+//! Runs when `WAGELINK_TEST_DATABASE_URL` names a PostgreSQL server (CI does); SQLite is one
+//! process by design.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use prost::Message;
+use tonic::transport::Channel;
+use wagelink_adapters::client::{self, Credentials, GatewayAddress};
+use wagelink_gateway::config::Config;
+use wagelink_gateway::store::testing::{TEST_DATABASE_URL, TestDb};
+use wagelink_proto::envelope::{Signer, sha256};
+use wagelink_proto::v1 as pb;
+
+/// One `wagelink serve` process, killed when dropped.
+struct Replica {
+    child: Child,
+    address: GatewayAddress,
+    log: PathBuf,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn spawn(config: &Path, database_url: &str, dir: &Path, n: usize) -> Replica {
+    let port = free_port();
+    let log = dir.join(format!("replica-{n}.log"));
+    let out = std::fs::File::create(&log).expect("a log file");
+    let child = Command::new(env!("CARGO_BIN_EXE_wagelink"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--database-url", database_url])
+        .env("WAGELINK_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(out)
+        .spawn()
+        .expect("starting wagelink serve");
+    Replica {
+        child,
+        address: GatewayAddress {
+            uri: format!("https://127.0.0.1:{port}"),
+            server_name: "localhost".into(),
+        },
+        log,
+    }
+}
+
+async fn connect(replica: &Replica, credentials: &Credentials) -> Channel {
+    let started = Instant::now();
+    loop {
+        if let Ok(channel) = client::connect(&replica.address, credentials).await {
+            let ok = pb::identity_client::IdentityClient::new(channel.clone())
+                .who_am_i(pb::WhoAmIRequest {})
+                .await
+                .is_ok();
+            if ok {
+                return channel;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "replica at {} did not come up: {}",
+            replica.address.uri,
+            std::fs::read_to_string(&replica.log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn lead(sender: usize, n: usize) -> pb::Lead {
+    pb::Lead {
+        channel: pb::LeadChannel::NationalPlatform as i32,
+        lead_type: pb::LeadType::Arrears as i32,
+        region_code: "500112".into(),
+        sector: pb::Sector::Manufacturing as i32,
+        employer_name: format!("重庆某机械厂{sender}-{n}"),
+        worker_count: 3,
+        amount_fen: 1_200_000,
+        source_reference: format!("R-{sender}-{n}"),
+        ..Default::default()
+    }
+}
+
+fn header(sender: &str) -> pb::Header {
+    pb::Header {
+        message_id: uuid::Uuid::new_v4().to_string(),
+        sender: sender.into(),
+        created_at: Some(prost_types::Timestamp {
+            seconds: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs() as i64,
+            nanos: 0,
+        }),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_lose_nothing_when_one_is_killed_mid_load() {
+    let Ok(admin_url) = std::env::var(TEST_DATABASE_URL) else {
+        eprintln!("{TEST_DATABASE_URL} is not set: the replica test needs PostgreSQL");
+        return;
+    };
+    let db = TestDb::postgres(&admin_url).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (config, _) = wagelink_gateway::pki::dev::prepare(dir.path()).unwrap();
+    {
+        let mut with_db: Config = config.clone();
+        with_db.database_url = Some(db.url.clone());
+        let (store, registry) = wagelink_gateway::server::open(&with_db).await.unwrap();
+        wagelink_gateway::pki::dev::register_roster(&registry, &with_db.data_dir)
+            .await
+            .unwrap();
+        store.close().await;
+    }
+    let config_file = dir.path().join("wagelink.toml");
+    let replicas: Vec<Replica> = (0..3)
+        .map(|n| spawn(&config_file, &db.url, dir.path(), n))
+        .collect();
+    let partners = dir.path().join("partners");
+    let source = "source-national-platform";
+    let source_credentials = Credentials::from_dir(&partners.join(source)).unwrap();
+    let mut channels = Vec::new();
+    for r in &replicas {
+        channels.push(connect(r, &source_credentials).await);
+    }
+    let signer = Arc::new(
+        Signer::from_pem(&source_credentials.cert_pem, &source_credentials.key_pem).unwrap(),
+    );
+
+    // The handler reads its mailbox through replica 0 (which lives) and acknowledges.
+    let handler = "hrss-500112";
+    let handler_credentials = Credentials::from_dir(&partners.join(handler)).unwrap();
+    let handler_signer =
+        Signer::from_pem(&handler_credentials.cert_pem, &handler_credentials.key_pem).unwrap();
+    let handler_channel = connect(&replicas[0], &handler_credentials).await;
+    let delivered = Arc::new(std::sync::Mutex::new(HashSet::<String>::new()));
+    let reader = {
+        let delivered = delivered.clone();
+        tokio::spawn(async move {
+            let mut feed = pb::delivery_client::DeliveryClient::new(handler_channel.clone())
+                .subscribe(pb::SubscribeRequest::default())
+                .await
+                .unwrap()
+                .into_inner();
+            while let Ok(Some(d)) = feed.message().await {
+                let env = d.envelope.unwrap();
+                let h = pb::Header::decode(env.header.as_slice()).unwrap();
+                delivered.lock().unwrap().insert(h.message_id.clone());
+                let ack = pb::Acknowledgement {
+                    message_id: h.message_id,
+                    cursor: d.cursor,
+                    header_sha256: sha256(&env.header).to_vec(),
+                };
+                let sealed = handler_signer.seal(header(handler), &ack).unwrap();
+                let _ = pb::delivery_client::DeliveryClient::new(handler_channel.clone())
+                    .acknowledge(sealed)
+                    .await;
+            }
+        })
+    };
+
+    // Six senders, two per replica, each sending its leads one after another. A sender whose
+    // replica dies resends the same envelope to the next replica (idempotent).
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut senders = Vec::new();
+    for sender in 0..6 {
+        let (channels, signer, stop) = (channels.clone(), signer.clone(), stop.clone());
+        senders.push(tokio::spawn(async move {
+            let mut receipts: Vec<(String, pb::Receipt)> = Vec::new();
+            let mut target = sender % 3;
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let envelope = signer.seal(header(source), &lead(sender, n)).unwrap();
+                let message_id = pb::Header::decode(envelope.header.as_slice())
+                    .unwrap()
+                    .message_id;
+                let mut tries = 0;
+                let receipt = loop {
+                    match pb::cases_client::CasesClient::new(channels[target].clone())
+                        .submit_lead(envelope.clone())
+                        .await
+                    {
+                        Ok(r) => break r.into_inner().receipt.unwrap(),
+                        Err(status) => {
+                            tries += 1;
+                            assert!(tries < 20, "sender {sender}: {status:?}");
+                            target = (target + 1) % 3;
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                };
+                let body = pb::Receipt::decode(receipt.payload.as_slice()).unwrap();
+                assert_eq!(body.message_id, message_id);
+                receipts.push((message_id, body));
+                n += 1;
+            }
+            receipts
+        }));
+    }
+
+    // Mid-load, replica 1 is killed without warning.
+    let mut replicas = replicas;
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let killed = replicas.remove(1);
+    drop(killed); // SIGKILL, then reaped
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut receipts = Vec::new();
+    for (sender, s) in senders.into_iter().enumerate() {
+        let r = s.await.unwrap();
+        // One sender's leads are logged in the order it sent them.
+        let indexes: Vec<u64> = r.iter().map(|(_, b)| b.log_index).collect();
+        assert!(
+            indexes.windows(2).all(|w| w[0] < w[1]),
+            "sender {sender}: reordered {indexes:?}"
+        );
+        receipts.extend(r);
+    }
+    assert!(
+        receipts.len() > 60,
+        "only {} leads in {:?}",
+        receipts.len(),
+        started.elapsed()
+    );
+
+    // Every receipt is in the log, at its index, with its envelope's header; no gaps.
+    let store = wagelink_gateway::store::Store::open(&db.url).await.unwrap();
+    let size = store.log_size().await.unwrap();
+    let entries = store.entries(0, size, false).await.unwrap();
+    assert_eq!(entries.len() as u64, size, "the log has gaps");
+    for (i, e) in entries.iter().enumerate() {
+        assert_eq!(e.index, i as u64, "gap or disorder at {i}");
+    }
+    let mut seen = BTreeMap::new();
+    for (message_id, body) in &receipts {
+        assert!(
+            seen.insert(body.log_index, message_id.clone()).is_none(),
+            "two receipts for index {}",
+            body.log_index
+        );
+        let entry = &entries[body.log_index as usize];
+        let Some(pb::entry_body::Kind::Accepted(a)) =
+            pb::EntryBody::decode(entry.entry.as_slice()).unwrap().kind
+        else {
+            panic!("entry {} is not an accepted envelope", body.log_index);
+        };
+        assert_eq!(sha256(&a.header).to_vec(), body.header_sha256);
+        assert_eq!(body.routed_to[0].partner_id, handler);
+    }
+
+    // Every lead reaches the handler, whichever replica took it.
+    let wanted: HashSet<String> = receipts.iter().map(|(m, _)| m.clone()).collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let missing = wanted.difference(&delivered.lock().unwrap()).count();
+        if missing == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{missing} leads never reached {handler}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    reader.abort();
+
+    // A surviving replica signs a checkpoint covering the whole log.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let size = store.log_size().await.unwrap();
+        let head = store.latest_checkpoint().await.unwrap().unwrap();
+        if head.tree_size == size {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no checkpoint covers the log ({} of {size})",
+            head.tree_size
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(replicas);
+
+    // The offline audit verification passes over the export.
+    let keys = wagelink_gateway::server::log_keys(&config).unwrap();
+    let mut export = Vec::new();
+    wagelink_gateway::ledger::export::export(
+        &store,
+        &keys,
+        &config.trust_domain,
+        false,
+        &mut export,
+    )
+    .await
+    .unwrap();
+    let verified = wagelink_gateway::ledger::export::verify(
+        export.as_slice(),
+        Some(&keys.log_key.verifier().to_text()),
+        |_, _| {},
+    )
+    .unwrap_or_else(|fault| panic!("the audit verification failed: {fault}"));
+    assert!(verified.entries >= receipts.len() as u64);
+    eprintln!(
+        "{} leads through 3 replicas (one killed after 3 s) in {:?}; log of {} entries verified",
+        receipts.len(),
+        started.elapsed(),
+        verified.entries
+    );
+    store.close().await;
+}
