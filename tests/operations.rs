@@ -517,7 +517,11 @@ async fn no_worker_identifiers_in_any_log_line_or_span() {
 
     // The scanner finds what it looks for, and passes hashes and ids.
     assert_eq!(identifiers("电话 13700001111。").len(), 1);
-    assert_eq!(identifiers("id=110105194912310021,").len(), 0, "a bad checksum");
+    assert_eq!(
+        identifiers("id=110105194912310021,").len(),
+        0,
+        "a bad checksum"
+    );
     assert_eq!(identifiers("id 440301199001010012.").len(), 1);
     assert_eq!(identifiers("card \"4111111111111111\"").len(), 1);
     assert!(identifiers("sha256 a13812345678b0c4111111111111111e, index 13812").is_empty());
