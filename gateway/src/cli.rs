@@ -63,6 +63,12 @@ pub enum Command {
     /// Register the first admin of a new deployment in its database (with the gateway stopped);
     /// refused once an active admin exists.
     BootstrapAdmin(crate::admin_cli::BootstrapArgs),
+    /// Watch a gateway's evidence log as a witness: check each checkpoint is consistent with
+    /// the last one seen and cosign it; exit with status 3 on a split view.
+    Witness(crate::witness_cli::WitnessArgs),
+    /// Write a campaign report from the database (annex, overdue, dispatch, bulletin,
+    /// collaboration, lookback) as CSV, XLSX and a self-contained HTML page.
+    Report(crate::reports::cli::ReportArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -96,6 +102,18 @@ pub enum AuditCommand {
     },
 }
 
+/// A witness raised the alarm (it has said why on its output).
+#[derive(Debug)]
+struct AlarmRaised;
+
+impl std::fmt::Display for AlarmRaised {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the witness raised an alarm")
+    }
+}
+
+impl std::error::Error for AlarmRaised {}
+
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -120,6 +138,7 @@ pub fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<AlarmRaised>() => ExitCode::from(crate::witness_cli::ALARM_EXIT),
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
@@ -212,6 +231,13 @@ pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error + Send + Sync
             Ok(())
         }
         Command::Admin(args) => crate::admin_cli::run(args, &mut std::io::stdout()).await,
+        Command::Report(args) => crate::reports::cli::run(args).await,
+        Command::Witness(args) => {
+            if crate::witness_cli::run(args, &mut std::io::stdout()).await? {
+                return Err(Box::new(AlarmRaised));
+            }
+            Ok(())
+        }
         Command::BootstrapAdmin(args) => {
             crate::admin_cli::bootstrap(args, &mut std::io::stdout()).await
         }

@@ -53,6 +53,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// Logs, traces and metrics.
     pub telemetry: TelemetryConfig,
+    /// Witnesses of the evidence log.
+    pub audit: AuditConfig,
     /// How often (seconds) the partner registry is re-read from the database, to pick up
     /// changes made by other replicas. Changes made through this gateway apply at once.
     /// Default 5.
@@ -78,6 +80,25 @@ pub struct TlsConfig {
     /// CA's key never reaches the gateway: Admin.IssueCertificate and ExportCrl then answer
     /// FAILED_PRECONDITION and certificates are imported.
     pub ca_key: Option<PathBuf>,
+}
+
+/// Witnesses of the evidence log.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Witnesses whose C2SP cosignature lines are checked and served with the checkpoints.
+    pub witnesses: Vec<WitnessKey>,
+}
+
+/// A witness's cosigner key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessKey {
+    /// The witness's partner id (a leading office, a procuratorate or a peer gateway).
+    pub partner: String,
+    /// Its cosigner verifier key, `<name>+<hex key id>+<base64(0x04 ‖ Ed25519 public key)>`
+    /// (`wagelink witness --print-key` prints it).
+    pub key: String,
 }
 
 /// How log lines are written.
@@ -287,6 +308,7 @@ impl Default for Config {
             banks: BanksConfig::default(),
             admin: AdminConfig::default(),
             telemetry: TelemetryConfig::default(),
+            audit: AuditConfig::default(),
             registry_reload_secs: 5,
             shutdown_grace_secs: 30,
         }

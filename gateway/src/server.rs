@@ -385,10 +385,19 @@ pub async fn start(
         shutdown_rx.clone(),
     ))
     .max_decoding_message_size(limits.max_message_bytes);
+    let mut witness_keys = std::collections::HashMap::new();
+    for w in &config.audit.witnesses {
+        let key = crate::ledger::witness::CosignerVerifier::parse(&w.key).map_err(|e| {
+            ServeError::Keys(format!("[[audit.witnesses]] key of {}: {e}", w.partner))
+        })?;
+        witness_keys.insert(w.partner.clone(), key);
+    }
     let audit = pb::audit_server::AuditServer::new(AuditService::new(
         log.clone(),
+        registry.clone(),
         config.trust_domain.clone(),
         federation_ca_pem,
+        witness_keys,
     ))
     .max_decoding_message_size(limits.max_message_bytes);
 

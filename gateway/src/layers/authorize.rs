@@ -116,6 +116,11 @@ pub const TABLE: &[(&str, Callers)] = &[
         "/wagelink.v1.Audit/GetEntries",
         Callers::Only(&[K::LeadingOffice, K::Admin]),
     ),
+    // Witnesses: oversight partners and peer gateways cosign this log's checkpoints.
+    (
+        "/wagelink.v1.Audit/AddWitnessSignature",
+        Callers::Only(&[K::LeadingOffice, K::Procuratorate, K::PeerGateway]),
+    ),
     // Administration: operators only.
     ("/wagelink.v1.Admin/OnboardPartner", ADMINS),
     ("/wagelink.v1.Admin/ChangeJurisdiction", ADMINS),
@@ -295,6 +300,10 @@ mod tests {
                 (
                     "/wagelink.v1.Audit/GetEntries",
                     get_entries_allowed.contains(&kind),
+                ),
+                (
+                    "/wagelink.v1.Audit/AddWitnessSignature",
+                    [K::LeadingOffice, K::Procuratorate, K::PeerGateway].contains(&kind),
                 ),
                 // Not in the contract: refused as UNIMPLEMENTED.
                 ("/wagelink.v1.Cases/NoSuchMethod", false),

@@ -108,6 +108,8 @@ pub enum Effect {
     /// An admin action on the registry or the routing rules, checked against the store as the
     /// transaction sees it.
     Admin(Box<AdminChange>),
+    /// A witness's cosignature of the checkpoint of `tree_size` (its note line, or empty).
+    Cosign { tree_size: u64, line: String },
 }
 
 /// What a bank's envelope reports.
@@ -690,7 +692,8 @@ async fn case_change(
             | Effect::Accounts(_)
             | Effect::Answers { .. }
             | Effect::Warning { .. }
-            | Effect::Admin(_) => {}
+            | Effect::Admin(_)
+            | Effect::Cosign { .. } => {}
         }
     }
     Ok(None)
@@ -1043,6 +1046,10 @@ async fn decide(
                 Effect::Acknowledge { partner, cursor } => tx.acknowledge(partner, *cursor).await?,
                 Effect::Answers { query_index } => {
                     tx.insert_query_answer(*query_index, index).await?
+                }
+                Effect::Cosign { tree_size, line } => {
+                    tx.insert_cosignature(*tree_size, key.0, line, index)
+                        .await?
                 }
                 Effect::OpenCase(_)
                 | Effect::Case(_)

@@ -6,3 +6,4 @@ pub mod checkpoint;
 pub mod export;
 pub mod log;
 pub mod merkle;
+pub mod witness;

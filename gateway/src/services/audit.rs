@@ -11,9 +11,14 @@ use wagelink_proto::v1 as pb;
 use super::status::store_unavailable;
 use prost::Message;
 
-use crate::identity::{PartnerKind, VerifiedPartner};
+use std::collections::HashMap;
+
+use crate::identity::{PartnerKind, Registry, VerifiedPartner};
 use crate::layers::authenticate::partner;
+use crate::ledger::checkpoint::Checkpoint;
+use crate::ledger::log::Effect;
 use crate::ledger::log::EvidenceLog;
+use crate::ledger::witness::CosignerVerifier;
 use crate::store::StoredCheckpoint;
 
 /// Most entries one GetEntries call streams; callers continue from the last index + 1.
@@ -23,28 +28,51 @@ const PAGE: u64 = 500;
 
 pub struct AuditService {
     log: Arc<EvidenceLog>,
+    registry: Arc<Registry>,
     trust_domain: String,
     federation_ca_pem: String,
+    /// The cosigner keys of witnesses that add C2SP cosignature lines, by partner id.
+    witness_keys: HashMap<String, CosignerVerifier>,
 }
 
 impl AuditService {
-    pub fn new(log: Arc<EvidenceLog>, trust_domain: String, federation_ca_pem: String) -> Self {
+    pub fn new(
+        log: Arc<EvidenceLog>,
+        registry: Arc<Registry>,
+        trust_domain: String,
+        federation_ca_pem: String,
+        witness_keys: HashMap<String, CosignerVerifier>,
+    ) -> Self {
         Self {
             log,
+            registry,
             trust_domain,
             federation_ca_pem,
+            witness_keys,
         }
     }
 
-    fn message(&self, c: &StoredCheckpoint) -> pb::Checkpoint {
-        pb::Checkpoint {
-            note: c.note.as_bytes().to_vec(),
+    /// A checkpoint as served: the gateway's note followed by the witnesses' cosignature lines.
+    async fn message(&self, c: &StoredCheckpoint) -> Result<pb::Checkpoint, Status> {
+        let cosigned = self
+            .log
+            .store()
+            .cosignatures(c.tree_size)
+            .await
+            .map_err(store_unavailable)?;
+        let mut note = c.note.clone();
+        for (_, line) in cosigned.iter().filter(|(_, line)| !line.is_empty()) {
+            note.push_str(line);
+            note.push('\n');
+        }
+        Ok(pb::Checkpoint {
+            note: note.into_bytes(),
             origin: self.log.keys().origin.clone(),
             tree_size: c.tree_size,
             root_hash: c.root_hash.clone(),
             signed_at: Some(super::convert::timestamp(c.signed_at)),
-            witnessed_by: vec![],
-        }
+            witnessed_by: cosigned.into_iter().map(|(w, _)| w).collect(),
+        })
     }
 
     /// The entry bytes at `index` if `me` submitted that entry or oversees the log; empty
@@ -108,7 +136,7 @@ impl pb::audit_server::Audit for AuditService {
         request: Request<pb::GetCheckpointRequest>,
     ) -> Result<Response<pb::Checkpoint>, Status> {
         let c = self.signed(request.get_ref().tree_size).await?;
-        Ok(Response::new(self.message(&c)))
+        Ok(Response::new(self.message(&c).await?))
     }
 
     async fn get_inclusion_proof(
@@ -138,7 +166,7 @@ impl pb::audit_server::Audit for AuditService {
             tree_size: c.tree_size,
             leaf_hash: leaf.to_vec(),
             hashes: hashes.iter().map(|h| h.to_vec()).collect(),
-            checkpoint: Some(self.message(&c)),
+            checkpoint: Some(self.message(&c).await?),
             entry,
         }))
     }
@@ -154,7 +182,7 @@ impl pb::audit_server::Audit for AuditService {
             first_size: r.first_size,
             second_size: c.tree_size,
             hashes: hashes.iter().map(|h| h.to_vec()).collect(),
-            checkpoint: Some(self.message(&c)),
+            checkpoint: Some(self.message(&c).await?),
         }))
     }
 
@@ -185,6 +213,79 @@ impl pb::audit_server::Audit for AuditService {
         let store = self.log.store().clone();
         let stream = async_stream(store, r.start_index, end, r.include_payloads);
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn add_witness_signature(
+        &self,
+        request: Request<pb::SignedEnvelope>,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
+        let (me, mut v) =
+            crate::envelope::verify_request::<pb::WitnessCosignature>(&self.registry, request)?;
+        let w = &v.payload;
+        let origin = &self.log.keys().origin;
+        if &w.origin != origin {
+            return Err(Status::invalid_argument(format!(
+                "origin {:?} is not this log's ({origin:?})",
+                w.origin
+            )));
+        }
+        let Some(c) = self
+            .log
+            .checkpoint(w.tree_size)
+            .await
+            .map_err(store_unavailable)?
+            .filter(|c| w.tree_size > 0 && c.tree_size == w.tree_size)
+        else {
+            return Err(Status::not_found(format!(
+                "no checkpoint was signed at tree size {}; cosign a checkpoint from GetCheckpoint",
+                w.tree_size
+            )));
+        };
+        if w.root_hash != c.root_hash {
+            return Err(Status::invalid_argument(format!(
+                "root_hash is not the root of the checkpoint of size {}: this log signed {}; if you were shown {}, keep both notes — that is a split view",
+                w.tree_size,
+                hex::encode(&c.root_hash),
+                hex::encode(&w.root_hash)
+            )));
+        }
+        if w.checked_from_size > w.tree_size {
+            return Err(Status::invalid_argument(format!(
+                "checked_from_size {} is beyond tree_size {}",
+                w.checked_from_size, w.tree_size
+            )));
+        }
+        let line = w.note_signature_line.trim_end_matches('\n').to_owned();
+        if !line.is_empty() {
+            let Some(key) = self.witness_keys.get(me.id.as_str()) else {
+                return Err(Status::invalid_argument(format!(
+                    "no cosigner key is configured for {}: send the cosignature without note_signature_line, or ask the operator to add your key to [[audit.witnesses]]",
+                    me.id
+                )));
+            };
+            let root = crate::ledger::merkle::Hash::try_from(c.root_hash.clone())
+                .map_err(|_| Status::internal("a stored root hash is not 32 bytes"))?;
+            let body = Checkpoint {
+                origin: origin.clone(),
+                size: c.tree_size,
+                root,
+            }
+            .body();
+            key.verify(&body, &line)
+                .map_err(|e| Status::invalid_argument(format!("note_signature_line: {e}")))?;
+        }
+        v.accepted.effects = vec![Effect::Cosign {
+            tree_size: c.tree_size,
+            line,
+        }];
+        let receipt = self
+            .log
+            .append(v.accepted)
+            .await
+            .map_err(crate::envelope::SubmitError::from)?;
+        Ok(Response::new(pb::SubmitResponse {
+            receipt: Some(receipt),
+        }))
     }
 
     async fn get_log_keys(

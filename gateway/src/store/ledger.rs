@@ -594,3 +594,43 @@ impl Store {
         Ok(())
     }
 }
+
+impl LedgerTx {
+    /// Records a witness's cosignature of the checkpoint of `tree_size` (the first one a witness
+    /// gives for a size stays).
+    pub async fn insert_cosignature(
+        &mut self,
+        tree_size: u64,
+        witness: &str,
+        line: &str,
+        log_index: u64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO cosignatures (tree_size, witness, line, log_index) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (tree_size, witness) DO NOTHING",
+        )
+        .bind(tree_size as i64)
+        .bind(witness)
+        .bind(line)
+        .bind(log_index as i64)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+}
+
+impl Store {
+    /// The witnesses that cosigned the checkpoint of `tree_size`, with their lines (empty when
+    /// a witness only signed its envelope), in witness order.
+    pub async fn cosignatures(&self, tree_size: u64) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT witness, line FROM cosignatures WHERE tree_size = $1 ORDER BY witness",
+        )
+        .bind(tree_size as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("witness")?, r.try_get("line")?)))
+            .collect()
+    }
+}

@@ -11,6 +11,7 @@ mod admin;
 mod cases;
 mod ledger;
 mod partners;
+mod reports;
 pub mod testing;
 
 use std::path::Path;
