@@ -37,22 +37,9 @@ fn lead(region: &str, employer: &str) -> pb::Lead {
     }
 }
 
-/// Rules: the defaults, plus a drill rule with clocks of seconds for Wanzhou (500101).
-fn drill_rules() -> String {
-    let defaults = wagelink_gateway::routing::DEFAULT_RULES;
-    let at = defaults.find("[[rule]]").unwrap();
-    format!(
-        "{}[[rule]]\nid = \"drill-wanzhou\"\ndescription = \"escalation drill\"\nwhen.regions = [\"500101\"]\nhandler = \"hrss-{{region}}\"\nclocks = {{ sign_for = 1, handle = 1, feed_back = 1, unit = \"seconds\" }}\n\n{}",
-        &defaults[..at],
-        &defaults[at..]
-    )
-}
-
 async fn start(db: TestDb) -> TestGateway {
     TestGateway::start_with(db, |c| {
-        let path = c.data_dir.join("drill-rules.toml");
-        std::fs::write(&path, drill_rules()).unwrap();
-        c.routing.rules = Some(path);
+        wagelink_tests::use_drill_rules(c);
         c.cases.overdue_scan_ms = 100;
     })
     .await

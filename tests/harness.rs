@@ -241,3 +241,22 @@ pub async fn assert_ends_within_a_second<T: std::fmt::Debug>(stream: &mut tonic:
         Ok(Ok(None)) | Ok(Err(_)) => {}
     }
 }
+
+/// The default routing rules plus a drill rule giving 万州区 (500101) clocks of one second, so
+/// its cases go overdue and are escalated within a test.
+pub fn drill_rules() -> String {
+    let defaults = wagelink_gateway::routing::DEFAULT_RULES;
+    let at = defaults.find("[[rule]]").expect("the defaults have rules");
+    format!(
+        "{}[[rule]]\nid = \"drill-wanzhou\"\ndescription = \"escalation drill\"\nwhen.regions = [\"500101\"]\nhandler = \"hrss-{{region}}\"\nclocks = {{ sign_for = 1, handle = 1, feed_back = 1, unit = \"seconds\" }}\n\n{}",
+        &defaults[..at],
+        &defaults[at..]
+    )
+}
+
+/// Points `config` at [`drill_rules`], written into its data directory.
+pub fn use_drill_rules(config: &mut Config) {
+    let path = config.data_dir.join("drill-rules.toml");
+    std::fs::write(&path, drill_rules()).expect("writing the drill rules");
+    config.routing.rules = Some(path);
+}

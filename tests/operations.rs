@@ -209,19 +209,8 @@ async fn metrics_are_scraped_from_the_prometheus_endpoint() {
 #[tokio::test]
 async fn overdue_cases_are_counted_by_district() {
     capture();
-    let drill = {
-        let defaults = wagelink_gateway::routing::DEFAULT_RULES;
-        let at = defaults.find("[[rule]]").unwrap();
-        format!(
-            "{}[[rule]]\nid = \"drill\"\nwhen.regions = [\"500101\"]\nhandler = \"hrss-{{region}}\"\nclocks = {{ sign_for = 1, handle = 1, feed_back = 1, unit = \"seconds\" }}\n\n{}",
-            &defaults[..at],
-            &defaults[at..]
-        )
-    };
-    let gw = TestGateway::start_with(TestDb::sqlite().await, move |c| {
-        let path = c.data_dir.join("drill.toml");
-        std::fs::write(&path, drill).unwrap();
-        c.routing.rules = Some(path);
+    let gw = TestGateway::start_with(TestDb::sqlite().await, |c| {
+        wagelink_tests::use_drill_rules(c);
         c.cases.overdue_scan_ms = 100;
         c.telemetry.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
     })

@@ -26,22 +26,9 @@ const REPORTER: &str = "张三丰";
 const PHONE: &str = "13800138000";
 const ID_NUMBER: &str = "11010519491231002X";
 
-/// The default rules, plus clocks of seconds for 万州区 (500101) so its cases go overdue.
-fn drill_rules() -> String {
-    let defaults = wagelink_gateway::routing::DEFAULT_RULES;
-    let at = defaults.find("[[rule]]").unwrap();
-    format!(
-        "{}[[rule]]\nid = \"drill-wanzhou\"\nwhen.regions = [\"500101\"]\nhandler = \"hrss-{{region}}\"\nclocks = {{ sign_for = 1, handle = 1, feed_back = 1, unit = \"seconds\" }}\n\n{}",
-        &defaults[..at],
-        &defaults[at..]
-    )
-}
-
 async fn start(db: TestDb) -> TestGateway {
     TestGateway::start_with(db, |c| {
-        let path = c.data_dir.join("drill-rules.toml");
-        std::fs::write(&path, drill_rules()).unwrap();
-        c.routing.rules = Some(path);
+        wagelink_tests::use_drill_rules(c);
         c.cases.overdue_scan_ms = 100;
         c.banks.warning_scan_ms = 100;
     })
