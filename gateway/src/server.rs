@@ -268,12 +268,19 @@ pub async fn start(
         conn_tx,
         shutdown_rx.clone(),
     ));
+    let links = Arc::new(crate::banks::link::BankLinks::default());
     if store.backend() == crate::store::Backend::Postgres {
         tokio::spawn(listen_to_replicas(
             store.clone(),
             registry.clone(),
             rules.clone(),
             log.clone(),
+            links.clone(),
+            shutdown_rx.clone(),
+        ));
+        tokio::spawn(crate::services::accounts::relay_queries(
+            log.clone(),
+            links.clone(),
             shutdown_rx.clone(),
         ));
     }
@@ -331,7 +338,6 @@ pub async fn start(
         Duration::from_millis(config.banks.warning_scan_ms.max(10)),
         shutdown_rx.clone(),
     ));
-    let links = Arc::new(crate::banks::link::BankLinks::default());
     let banks = pb::banks_server::BanksServer::new(BanksService::new(
         registry.clone(),
         log.clone(),
@@ -570,6 +576,7 @@ async fn listen_to_replicas(
     registry: Arc<Registry>,
     rules: Arc<ActiveRules>,
     log: Arc<EvidenceLog>,
+    links: Arc<crate::banks::link::BankLinks>,
     shutdown: watch::Receiver<bool>,
 ) {
     use crate::store::Notice;
@@ -602,6 +609,7 @@ async fn listen_to_replicas(
             };
             match notice {
                 Ok(n) if n.channel() == Notice::Mailboxes.channel() => log.poke_deliveries(),
+                Ok(n) if n.channel() == Notice::Queries.channel() => links.wake_relays(),
                 Ok(_) => {
                     if let Err(e) = registry.reload().await {
                         tracing::warn!(error = %e, "reloading the registry after another replica's change failed");

@@ -333,3 +333,186 @@ async fn three_replicas_lose_nothing_when_one_is_killed_mid_load() {
     );
     store.close().await;
 }
+
+/// The roster's credentials and signer of `partner` in a dev data directory.
+fn partner(dir: &Path, id: &str) -> (Credentials, Signer) {
+    let credentials = Credentials::from_dir(&dir.join("partners").join(id)).unwrap();
+    let signer = Signer::from_pem(&credentials.cert_pem, &credentials.key_pem).unwrap();
+    (credentials, signer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_query_reaches_the_bank_through_the_replica_holding_its_link() {
+    let Ok(admin_url) = std::env::var(TEST_DATABASE_URL) else {
+        eprintln!("{TEST_DATABASE_URL} is not set: the replica test needs PostgreSQL");
+        return;
+    };
+    let db = TestDb::postgres(&admin_url).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (config, _) = wagelink_gateway::pki::dev::prepare(dir.path()).unwrap();
+    {
+        let mut with_db: Config = config.clone();
+        with_db.database_url = Some(db.url.clone());
+        let (store, registry) = wagelink_gateway::server::open(&with_db).await.unwrap();
+        wagelink_gateway::pki::dev::register_roster(&registry, &with_db.data_dir)
+            .await
+            .unwrap();
+        store.close().await;
+    }
+    let config_file = dir.path().join("wagelink.toml");
+    let replicas: Vec<Replica> = (0..2)
+        .map(|n| spawn(&config_file, &db.url, dir.path(), n))
+        .collect();
+    let bank = "bank-102";
+    let (bank_credentials, bank_signer) = partner(dir.path(), bank);
+    let bank_channel = connect(&replicas[0], &bank_credentials).await;
+
+    // The bank reports the account's opening, then keeps its link open on replica 0 only.
+    let account = "3100021009200001234";
+    let opened = pb::AccountEvent {
+        event_id: "E-1".into(),
+        account_number: account.into(),
+        account_kind: pb::AccountKind::WageAccount as i32,
+        bank_id: bank.into(),
+        branch_code: "102653000011".into(),
+        project_code: "500105-2026-0042".into(),
+        contractor_uscc: "91350100M000100Y43".into(),
+        region_code: "500105".into(),
+        occurred_at: header(bank).created_at,
+        kind: Some(pb::account_event::Kind::AccountOpened(
+            pb::account_event::AccountOpened {
+                account_name: "重庆某建筑公司农民工工资专用账户".into(),
+                project_name: "江北区某安置房项目".into(),
+                developer_uscc: String::new(),
+                opened_on: "2026-11-01".into(),
+                contract_value_fen: 5_000_000_000,
+            },
+        )),
+    };
+    let mut pushed = pb::banks_client::BanksClient::new(bank_channel.clone())
+        .push_events(tokio_stream::iter(vec![
+            bank_signer.seal(header(bank), &opened).unwrap(),
+        ]))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = pushed.message().await.unwrap().unwrap();
+    assert!(
+        matches!(
+            first.result,
+            Some(pb::push_events_response::Result::Receipt(_))
+        ),
+        "{first:?}"
+    );
+    let (up, rx) = tokio::sync::mpsc::unbounded_channel::<pb::BankLinkUp>();
+    up.send(pb::BankLinkUp {
+        msg: Some(pb::bank_link_up::Msg::Hello(pb::LinkHello {
+            capacity: 4,
+            software: "test bank core".into(),
+        })),
+    })
+    .unwrap();
+    let mut down = pb::banks_client::BanksClient::new(bank_channel)
+        .link(tokio_stream::wrappers::UnboundedReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    tokio::spawn(async move {
+        while let Ok(Some(m)) = down.message().await {
+            match m.msg {
+                Some(pb::bank_link_down::Msg::Query(q)) => {
+                    let env = q.query.unwrap();
+                    let h = pb::Header::decode(env.header.as_slice()).unwrap();
+                    let query = pb::AccountQuery::decode(env.payload.as_slice()).unwrap();
+                    let msg = if query.kind() == pb::AccountQueryKind::Payroll {
+                        pb::bank_link_up::Msg::Refusal(pb::LinkRefusal {
+                            correlation_id: q.correlation_id,
+                            reason: pb::RefusalReason::NotAuthorised as i32,
+                            message: "payroll lines need the city's approval".into(),
+                        })
+                    } else {
+                        let mut reply = header(bank);
+                        reply.in_reply_to = h.message_id.clone();
+                        reply.subject = query.account_number.clone();
+                        let answer = pb::AccountQueryAnswer {
+                            query_message_id: h.message_id,
+                            account_number: query.account_number,
+                            kind: query.kind,
+                            answered_at: None,
+                            result: Some(pb::account_query_answer::Result::Balance(
+                                pb::AccountBalance {
+                                    balance_fen: 68_400_000,
+                                    available_fen: 68_400_000,
+                                    as_of: None,
+                                },
+                            )),
+                        };
+                        pb::bank_link_up::Msg::Answer(pb::LinkAnswer {
+                            correlation_id: q.correlation_id,
+                            answer: Some(bank_signer.seal(reply, &answer).unwrap()),
+                        })
+                    };
+                    let _ = up.send(pb::BankLinkUp { msg: Some(msg) });
+                }
+                Some(pb::bank_link_down::Msg::Ping(p)) => {
+                    let _ = up.send(pb::BankLinkUp {
+                        msg: Some(pb::bank_link_up::Msg::Pong(pb::LinkPong { nonce: p.nonce })),
+                    });
+                }
+                _ => {}
+            }
+        }
+    });
+
+    // The district office asks through replica 1, which has no link to the bank.
+    let asker = "hrss-500105";
+    let (credentials, signer) = partner(dir.path(), asker);
+    let channel = connect(&replicas[1], &credentials).await;
+    let ask = |kind: pb::AccountQueryKind| {
+        let q = pb::AccountQuery {
+            account_number: account.into(),
+            bank_id: String::new(),
+            kind: kind as i32,
+            period: (kind == pb::AccountQueryKind::Payroll)
+                .then(|| pb::account_query::Period::Month("2026-10".into())),
+            purpose: Some(pb::account_query::Purpose::InspectionOrderNumber(
+                "江北人社监查〔2026〕9号".into(),
+            )),
+        };
+        let mut request = tonic::Request::new(signer.seal(header(asker), &q).unwrap());
+        request.set_timeout(Duration::from_secs(10));
+        let channel = channel.clone();
+        async move {
+            pb::account_queries_client::AccountQueriesClient::new(channel)
+                .query(request)
+                .await
+        }
+    };
+    let answer = ask(pb::AccountQueryKind::Balance)
+        .await
+        .expect("the answer comes back through replica 1")
+        .into_inner()
+        .answer
+        .unwrap();
+    let h = pb::Header::decode(answer.header.as_slice()).unwrap();
+    assert_eq!(h.sender, bank);
+    let body = pb::AccountQueryAnswer::decode(answer.payload.as_slice()).unwrap();
+    assert!(matches!(
+        body.result,
+        Some(pb::account_query_answer::Result::Balance(
+            pb::AccountBalance {
+                balance_fen: 68_400_000,
+                ..
+            }
+        ))
+    ));
+    // A refusal by the bank comes back too, with its reason.
+    let refused = ask(pb::AccountQueryKind::Payroll).await.unwrap_err();
+    assert_ne!(refused.code(), tonic::Code::Ok);
+    assert_ne!(refused.code(), tonic::Code::DeadlineExceeded, "{refused:?}");
+    assert!(
+        refused.message().contains("payroll lines need"),
+        "{refused:?}"
+    );
+    drop(replicas);
+}

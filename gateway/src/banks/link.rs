@@ -59,6 +59,8 @@ struct Inner {
 #[derive(Default)]
 pub struct BankLinks {
     inner: Mutex<Inner>,
+    /// Woken when another replica asks for a query to be relayed.
+    relays: tokio::sync::Notify,
 }
 
 /// A query to dispatch.
@@ -77,6 +79,26 @@ pub struct Query {
 impl BankLinks {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The banks with at least one link open here.
+    pub fn banks(&self) -> Vec<String> {
+        self.lock()
+            .links
+            .iter()
+            .filter(|(_, links)| !links.is_empty())
+            .map(|(bank, _)| bank.clone())
+            .collect()
+    }
+
+    /// Tells the relay task another replica is waiting for a bank's link.
+    pub fn wake_relays(&self) {
+        self.relays.notify_one();
+    }
+
+    /// Resolves when [`BankLinks::wake_relays`] was called.
+    pub async fn relays_wanted(&self) {
+        self.relays.notified().await
     }
 
     /// A new link of `bank` with room for `capacity` queries at once; queries for it come out of

@@ -222,6 +222,158 @@ fn industry_name(i: Industry) -> &'static str {
     }
 }
 
+impl AccountQueriesService {
+    /// Asks the replicas for one with a link to `bank` to relay the query logged at
+    /// `query_index`, and waits for the bank's answer to be logged (or its refusal recorded).
+    async fn through_another_replica(
+        &self,
+        bank: &str,
+        asker: &str,
+        query_index: u64,
+        deadline: i64,
+        wait: Duration,
+        receipt: pb::SignedEnvelope,
+    ) -> Result<Response<pb::AccountQueryResult>, Status> {
+        let store = self.log.store();
+        store
+            .request_relay(
+                &crate::store::RelayRow {
+                    query_index,
+                    bank: bank.to_owned(),
+                    asker: asker.to_owned(),
+                    deadline,
+                },
+                crate::store::now_unix(),
+            )
+            .await
+            .map_err(store_unavailable)?;
+        let until = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(answer) = self.stored_answer(query_index).await? {
+                return Ok(Response::new(pb::AccountQueryResult {
+                    answer: Some(answer),
+                    receipt: Some(receipt),
+                }));
+            }
+            if let Some((code, message)) = store
+                .relay_refusal(query_index)
+                .await
+                .map_err(store_unavailable)?
+            {
+                return Err(Status::new(tonic::Code::from_i32(code), message));
+            }
+            if tokio::time::Instant::now() >= until {
+                return Err(Status::deadline_exceeded(format!(
+                    "no replica could get an answer from {bank} within {} ms (none may hold a link to it); the query stays logged — retry with the same envelope",
+                    wait.as_millis()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Relays, over this replica's bank links, the account queries other replicas could not send
+/// (PostgreSQL): woken by their notifications, and every half second in case one was missed.
+pub async fn relay_queries(
+    log: Arc<EvidenceLog>,
+    links: Arc<BankLinks>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let replica = uuid::Uuid::new_v4().to_string();
+    loop {
+        tokio::select! {
+            _ = links.relays_wanted() => {}
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = crate::server::stopped(shutdown.clone()) => return,
+        }
+        for bank in links.banks() {
+            let rows = match log
+                .store()
+                .take_relays(&bank, &replica, crate::store::now_unix())
+                .await
+            {
+                Ok(rows) => rows,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the queries to relay failed");
+                    continue;
+                }
+            };
+            for row in rows {
+                tokio::spawn(relay_one(log.clone(), links.clone(), row));
+            }
+        }
+    }
+}
+
+/// Sends one relayed query down a link here; a refusal is written back for the asking replica
+/// (an answer is logged by the link, where the asking replica finds it).
+async fn relay_one(log: Arc<EvidenceLog>, links: Arc<BankLinks>, row: crate::store::RelayRow) {
+    let store = log.store();
+    let query = async {
+        let entry = store
+            .entries(row.query_index, row.query_index + 1, true)
+            .await?
+            .pop()
+            .ok_or_else(|| {
+                crate::store::StoreError::Corrupt("a relayed query's entry is missing".into())
+            })?;
+        let Some(pb::entry_body::Kind::Accepted(a)) = pb::EntryBody::decode(entry.entry.as_slice())
+            .ok()
+            .and_then(|b| b.kind)
+        else {
+            return Err(crate::store::StoreError::Corrupt(
+                "a relayed query is not an accepted envelope".into(),
+            ));
+        };
+        let payload = entry.payload.unwrap_or_default();
+        let header = pb::Header::decode(a.header.as_slice()).unwrap_or_default();
+        let q = pb::AccountQuery::decode(payload.as_slice()).unwrap_or_default();
+        let receipt = store
+            .receipt_at(row.query_index)
+            .await?
+            .and_then(|r| pb::SignedEnvelope::decode(r.as_slice()).ok())
+            .unwrap_or_default();
+        Ok(Query {
+            bank: row.bank.clone(),
+            envelope: pb::SignedEnvelope {
+                header: a.header,
+                payload,
+                signatures: a.signatures,
+            },
+            receipt,
+            query_message_id: header.message_id,
+            query_index: row.query_index,
+            asker: row.asker.clone(),
+            account_number: q.account_number,
+            kind: q.kind,
+            deadline: row.deadline,
+        })
+    }
+    .await;
+    let query = match query {
+        Ok(q) => q,
+        Err(e) => {
+            tracing::warn!(error = %e, query_index = row.query_index, "cannot relay a query");
+            return;
+        }
+    };
+    let Ok(answer) = links.dispatch(query) else {
+        let _ = store.release_relay(row.query_index).await;
+        return;
+    };
+    let left = (row.deadline - crate::store::now_unix()).max(1) as u64;
+    if let Ok(Ok(Err(refused))) = tokio::time::timeout(Duration::from_secs(left), answer).await {
+        let status = Status::from(refused);
+        if let Err(e) = store
+            .refuse_relay(row.query_index, status.code() as i32, status.message())
+            .await
+        {
+            tracing::warn!(error = %e, "recording a bank's refusal of a relayed query failed");
+        }
+    }
+}
+
 /// The caller's gRPC deadline (`grpc-timeout`), if it set one.
 fn caller_timeout<T>(request: &Request<T>) -> Option<Duration> {
     let v = request.metadata().get("grpc-timeout")?.to_str().ok()?;
@@ -281,27 +433,40 @@ impl pb::account_queries_server::AccountQueries for AccountQueriesService {
             }));
         }
         let deadline = crate::store::now_unix() + wait.as_secs() as i64 + 1;
-        let answer = self
-            .links
-            .dispatch(Query {
-                bank: bank.clone(),
-                envelope: query_envelope,
-                receipt: receipt.clone(),
-                query_message_id: message_id.clone(),
-                query_index,
-                asker: me.id.to_string(),
-                account_number: q.account_number.clone(),
-                kind: q.kind,
-                deadline,
-            })
-            .map_err(|e| match e {
-                DispatchError::NoLink => Status::unavailable(format!(
-                    "{bank} has no query link open right now; retry later with the same envelope"
-                )),
-                DispatchError::Busy => Status::resource_exhausted(format!(
-                    "{bank}'s query links are at capacity; retry shortly with the same envelope"
-                )),
-            })?;
+        let dispatched = self.links.dispatch(Query {
+            bank: bank.clone(),
+            envelope: query_envelope,
+            receipt: receipt.clone(),
+            query_message_id: message_id.clone(),
+            query_index,
+            asker: me.id.to_string(),
+            account_number: q.account_number.clone(),
+            kind: q.kind,
+            deadline,
+        });
+        // No link to the bank here: on PostgreSQL another replica may hold one.
+        if matches!(dispatched, Err(DispatchError::NoLink))
+            && self.log.store().backend() == crate::store::Backend::Postgres
+        {
+            return self
+                .through_another_replica(
+                    &bank,
+                    me.id.as_str(),
+                    query_index,
+                    deadline,
+                    wait,
+                    receipt,
+                )
+                .await;
+        }
+        let answer = dispatched.map_err(|e| match e {
+            DispatchError::NoLink => Status::unavailable(format!(
+                "{bank} has no query link open right now; retry later with the same envelope"
+            )),
+            DispatchError::Busy => Status::resource_exhausted(format!(
+                "{bank}'s query links are at capacity; retry shortly with the same envelope"
+            )),
+        })?;
         match tokio::time::timeout(wait, answer).await {
             Ok(Ok(Ok(answer))) => Ok(Response::new(pb::AccountQueryResult {
                 answer: Some(answer),

@@ -398,3 +398,118 @@ impl Store {
             .collect()
     }
 }
+
+/// An account query waiting for a replica with a link to its bank.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayRow {
+    pub query_index: u64,
+    pub bank: String,
+    pub asker: String,
+    pub deadline: i64,
+}
+
+impl Store {
+    /// Asks the replicas for a link to `bank` to relay the query logged at `query_index`
+    /// (again, for a resent query: its earlier outcome is forgotten).
+    pub async fn request_relay(&self, r: &RelayRow, now: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO query_relays (query_index, bank, asker, deadline, created_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (query_index) DO UPDATE SET \
+             deadline = excluded.deadline, taken_by = NULL, refusal_code = NULL, refusal_message = NULL",
+        )
+        .bind(r.query_index as i64)
+        .bind(&r.bank)
+        .bind(&r.asker)
+        .bind(r.deadline)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        if self.backend == super::Backend::Postgres {
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(super::Notice::Queries.channel())
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Takes the open relays of `bank` for replica `replica` (skipping rows another replica is
+    /// taking right now).
+    pub async fn take_relays(
+        &self,
+        bank: &str,
+        replica: &str,
+        now: i64,
+    ) -> Result<Vec<RelayRow>, StoreError> {
+        let lock = match self.backend {
+            super::Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            super::Backend::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE query_relays SET taken_by = $1 WHERE query_index IN (\
+               SELECT query_index FROM query_relays WHERE bank = $2 AND taken_by IS NULL \
+               AND deadline >= $3 ORDER BY query_index LIMIT 64{lock}) \
+             RETURNING query_index, bank, asker, deadline"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(replica)
+            .bind(bank)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(RelayRow {
+                    query_index: super::ledger::index(r.try_get("query_index")?),
+                    bank: r.try_get("bank")?,
+                    asker: r.try_get("asker")?,
+                    deadline: r.try_get("deadline")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Gives a relay back (this replica could not send it after all).
+    pub async fn release_relay(&self, query_index: u64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE query_relays SET taken_by = NULL WHERE query_index = $1")
+            .bind(query_index as i64)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Records the bank's refusal of a relayed query, for the asking replica.
+    pub async fn refuse_relay(
+        &self,
+        query_index: u64,
+        code: i32,
+        message: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE query_relays SET refusal_code = $1, refusal_message = $2 WHERE query_index = $3",
+        )
+        .bind(i64::from(code))
+        .bind(message)
+        .bind(query_index as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The refusal recorded for a relayed query, if any: (gRPC code, message).
+    pub async fn relay_refusal(
+        &self,
+        query_index: u64,
+    ) -> Result<Option<(i32, String)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT refusal_code, refusal_message FROM query_relays WHERE query_index = $1",
+        )
+        .bind(query_index as i64)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let code: Option<i64> = row.try_get("refusal_code")?;
+        let message: Option<String> = row.try_get("refusal_message")?;
+        Ok(code.map(|c| (c as i32, message.unwrap_or_default())))
+    }
+}

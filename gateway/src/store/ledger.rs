@@ -55,15 +55,18 @@ pub enum Notice {
     Mailboxes,
     /// Partners, certificates or routing rules changed: reload them at once.
     Registry,
+    /// An account query waits for a replica with a link to its bank.
+    Queries,
 }
 
 impl Notice {
-    pub const ALL: [Notice; 2] = [Notice::Mailboxes, Notice::Registry];
+    pub const ALL: [Notice; 3] = [Notice::Mailboxes, Notice::Registry, Notice::Queries];
 
     pub fn channel(self) -> &'static str {
         match self {
             Notice::Mailboxes => "wagelink_mailboxes",
             Notice::Registry => "wagelink_registry",
+            Notice::Queries => "wagelink_queries",
         }
     }
 }

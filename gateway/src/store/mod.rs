@@ -23,7 +23,7 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor};
 use thiserror::Error;
 
-pub use accounts::{AccountRow, EventRow};
+pub use accounts::{AccountRow, EventRow, RelayRow};
 pub use admin::{MailboxCounts, NewRules, RulesVersionRow};
 pub use cases::{CaseFilter, CaseRecord};
 pub use ledger::{LedgerTx, MailboxRow, Notice, PriorEnvelope, StoredCheckpoint, StoredEntry};
