@@ -63,6 +63,9 @@ pub enum Command {
     /// Register the first admin of a new deployment in its database (with the gateway stopped);
     /// refused once an active admin exists.
     BootstrapAdmin(crate::admin_cli::BootstrapArgs),
+    /// Measure the gateway (release build): lead submission, bank events and account queries
+    /// against a bare mTLS echo measured in the same run.
+    Bench(crate::bench::BenchArgs),
     /// Watch a gateway's evidence log as a witness: check each checkpoint is consistent with
     /// the last one seen and cosign it; exit with status 3 on a split view.
     Witness(crate::witness_cli::WitnessArgs),
@@ -238,6 +241,9 @@ pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error + Send + Sync
             }
             Ok(())
         }
+        Command::Bench(args) => crate::bench::run(args, &mut std::io::stdout())
+            .await
+            .map(|_| ()),
         Command::BootstrapAdmin(args) => {
             crate::admin_cli::bootstrap(args, &mut std::io::stdout()).await
         }

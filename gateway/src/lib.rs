@@ -16,6 +16,7 @@
 pub mod admin;
 pub mod admin_cli;
 pub mod banks;
+pub mod bench;
 pub mod cases;
 pub mod cli;
 pub mod config;

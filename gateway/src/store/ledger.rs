@@ -482,13 +482,16 @@ impl Leadership {
 impl Store {
     /// Takes the checkpoint lock if no other replica holds it (PostgreSQL).
     pub async fn try_lead(&self) -> Result<Option<Leadership>, StoreError> {
-        let mut conn = self.pool.acquire().await?.detach();
+        // A pooled connection tries; only a winner leaves the pool (its session holds the lock).
+        let mut conn = self.pool.acquire().await?;
         let row = sqlx::query("SELECT pg_try_advisory_lock($1) AS got")
             .bind(CHECKPOINT_LOCK)
-            .fetch_one(&mut conn)
+            .fetch_one(&mut *conn)
             .await?;
         let got: bool = row.try_get("got")?;
-        Ok(got.then_some(Leadership { conn }))
+        Ok(got.then(|| Leadership {
+            conn: conn.detach(),
+        }))
     }
 }
 

@@ -1,0 +1,488 @@
+//! `wagelink bench`: load against a real gateway started in this process (real mTLS, real
+//! signatures, a real database), always beside a baseline measured in the same run — a bare
+//! mTLS unary echo served by this binary (gRPC health Check over the same TLS configuration and
+//! certificate checks, without the gateway's layers, log or database).
+//!
+//! Scenarios:
+//! - `echo`: the baseline;
+//! - `lead`: SubmitLead — a lead source signs each lead; the gateway verifies, routes, appends
+//!   durably and signs a receipt;
+//! - `events`: Banks.PushEvents — a bank streams signed batches of account events;
+//! - `query`: AccountQueries.Query relayed to a bank link answering at once (in process).
+//!
+//! The load generator shares the machine with the gateway (as the issue asks): CPU per
+//! exchange is the whole process's CPU time, client and server together.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Args, ValueEnum};
+use prost::Message;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity, Server};
+use wagelink_proto::envelope::Signer;
+use wagelink_proto::v1 as pb;
+
+use crate::config::Config;
+use crate::pki::dev;
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    Echo,
+    Lead,
+    Events,
+    Query,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Scenarios to run after the echo baseline (repeat the flag); default: lead, events, query.
+    #[arg(long = "scenario", value_enum)]
+    pub scenarios: Vec<Scenario>,
+    /// PostgreSQL URL; unset: a fresh SQLite file in a temporary directory.
+    #[arg(long, env = "WAGELINK_BENCH_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Seconds each scenario runs (after one second of warm-up).
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// Requests in flight.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// TLS connections the requests share.
+    #[arg(long, default_value_t = 4)]
+    pub connections: usize,
+    /// Events per batch envelope in the `events` scenario.
+    #[arg(long, default_value_t = 50)]
+    pub batch: usize,
+}
+
+/// What one scenario measured.
+#[derive(Debug, Clone)]
+pub struct Measured {
+    pub name: String,
+    /// Exchanges completed (for `events`: events).
+    pub count: u64,
+    pub errors: u64,
+    pub seconds: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    /// Process CPU milliseconds per exchange.
+    pub cpu_ms: f64,
+}
+
+impl Measured {
+    pub fn rate(&self) -> f64 {
+        self.count as f64 / self.seconds
+    }
+}
+
+/// Process CPU time (user + system), from /proc/self/stat (Linux), in seconds.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the whole line; 12 and 13 after the name.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i] as f64 / 1000.0
+}
+
+/// Runs `call` from `concurrency` tasks over `channels` for `seconds` (after a second of
+/// warm-up); each call returns how many exchanges it completed.
+async fn load<F, Fut>(
+    name: &str,
+    channels: &[Channel],
+    concurrency: usize,
+    seconds: u64,
+    call: F,
+) -> Measured
+where
+    F: Fn(Channel, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<u64, tonic::Status>> + Send,
+{
+    let call = Arc::new(call);
+    let warm_until = Instant::now() + Duration::from_secs(1);
+    let end = warm_until + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for t in 0..concurrency {
+        let (channel, call) = (channels[t % channels.len()].clone(), call.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let (mut count, mut errors) = (0u64, 0u64);
+            let mut n = (t as u64) << 32;
+            loop {
+                let started = Instant::now();
+                if started >= end {
+                    break;
+                }
+                n += 1;
+                let result = call(channel.clone(), n).await;
+                if started < warm_until {
+                    continue;
+                }
+                match result {
+                    Ok(done) => {
+                        count += done;
+                        latencies.push(started.elapsed().as_micros() as u64);
+                    }
+                    Err(_) => errors += 1,
+                }
+            }
+            (latencies, count, errors)
+        }));
+    }
+    tokio::time::sleep_until(warm_until.into()).await;
+    let cpu_start = cpu_seconds();
+    let mut latencies = Vec::new();
+    let (mut count, mut errors) = (0, 0);
+    for t in tasks {
+        if let Ok((l, c, e)) = t.await {
+            latencies.extend(l);
+            count += c;
+            errors += e;
+        }
+    }
+    let cpu = cpu_seconds() - cpu_start;
+    latencies.sort_unstable();
+    Measured {
+        name: name.to_owned(),
+        count,
+        errors,
+        seconds: seconds as f64,
+        p50_ms: percentile(&latencies, 0.50),
+        p99_ms: percentile(&latencies, 0.99),
+        max_ms: latencies.last().copied().unwrap_or(0) as f64 / 1000.0,
+        cpu_ms: if count > 0 { cpu * 1000.0 / count as f64 } else { 0.0 },
+    }
+}
+
+async fn channel(address: &str, dir: &Path) -> Result<Channel, Error> {
+    let read = |f: &str| std::fs::read(dir.join(f));
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(read("ca.pem")?))
+        .identity(Identity::from_pem(read("cert.pem")?, read("key.pem")?))
+        .domain_name("localhost");
+    Ok(Channel::from_shared(address.to_owned())?
+        .tls_config(tls)?
+        .tcp_nodelay(true)
+        .connect()
+        .await?)
+}
+
+async fn channels(address: &str, dir: &Path, n: usize) -> Result<Vec<Channel>, Error> {
+    let mut out = Vec::new();
+    for _ in 0..n.max(1) {
+        out.push(channel(address, dir).await?);
+    }
+    Ok(out)
+}
+
+fn signer(dir: &Path) -> Result<Arc<Signer>, Error> {
+    Ok(Arc::new(Signer::from_pem(
+        &std::fs::read(dir.join("cert.pem"))?,
+        &std::fs::read(dir.join("key.pem"))?,
+    )?))
+}
+
+fn header(sender: &str) -> pb::Header {
+    pb::Header {
+        message_id: uuid::Uuid::new_v4().to_string(),
+        sender: sender.to_owned(),
+        created_at: Some(crate::ledger::log::now_timestamp()),
+        ..Default::default()
+    }
+}
+
+/// The bare mTLS echo: gRPC health Check over the gateway's own TLS configuration.
+async fn start_echo(config: &Config, registry: Arc<crate::identity::Registry>) -> Result<String, Error> {
+    let tls = Arc::new(crate::tls::server_config(&config.tls, registry.clone())?);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = format!("https://{}", listener.local_addr()?);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<crate::tls::PartnerConn, std::io::Error>>(64);
+    tokio::spawn(async move {
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        while let Ok((tcp, _)) = listener.accept().await {
+            let _ = tcp.set_nodelay(true);
+            let (acceptor, tx, registry) = (acceptor.clone(), tx.clone(), registry.clone());
+            tokio::spawn(async move {
+                if let Ok(stream) = acceptor.accept(tcp).await
+                    && let Some(conn) = crate::tls::PartnerConn::new(stream, &registry)
+                {
+                    let _ = tx.send(Ok(conn)).await;
+                }
+            });
+        }
+    });
+    let (_, health) = tonic_health::server::health_reporter();
+    tokio::spawn(
+        Server::builder()
+            .add_service(health)
+            .serve_with_incoming(tokio_stream::wrappers::ReceiverStream::new(rx)),
+    );
+    Ok(address)
+}
+
+const BENCH_ACCOUNT: &str = "3100021009200009999";
+
+/// Reports the benchmark account's opening as bank-102, then keeps a link open that answers
+/// every query at once with a signed balance (the bank's core is not what is measured).
+async fn open_bank_link(gateway: &str, bank_dir: &Path) -> Result<(), Error> {
+    let c = channel(gateway, bank_dir).await?;
+    let signer = signer(bank_dir)?;
+    let opened = pb::AccountEvent {
+        event_id: "BENCH-OPEN".into(),
+        account_number: BENCH_ACCOUNT.into(),
+        account_kind: pb::AccountKind::WageAccount as i32,
+        bank_id: "bank-102".into(),
+        project_code: "500105-2026-0042".into(),
+        contractor_uscc: "91350100M000100Y43".into(),
+        region_code: "500105".into(),
+        occurred_at: Some(crate::ledger::log::now_timestamp()),
+        kind: Some(pb::account_event::Kind::AccountOpened(
+            pb::account_event::AccountOpened {
+                account_name: "基准测试农民工工资专用账户".into(),
+                opened_on: "2026-11-01".into(),
+                ..Default::default()
+            },
+        )),
+        ..Default::default()
+    };
+    let mut answers = pb::banks_client::BanksClient::new(c.clone())
+        .push_events(tokio_stream::iter(vec![signer.seal(header("bank-102"), &opened)?]))
+        .await?
+        .into_inner();
+    answers.message().await?;
+    let (up, rx) = tokio::sync::mpsc::unbounded_channel::<pb::BankLinkUp>();
+    up.send(pb::BankLinkUp {
+        msg: Some(pb::bank_link_up::Msg::Hello(pb::LinkHello {
+            capacity: 1024,
+            software: "wagelink bench".into(),
+        })),
+    })?;
+    let mut down = pb::banks_client::BanksClient::new(c)
+        .link(tokio_stream::wrappers::UnboundedReceiverStream::new(rx))
+        .await?
+        .into_inner();
+    tokio::spawn(async move {
+        while let Ok(Some(m)) = down.message().await {
+            match m.msg {
+                Some(pb::bank_link_down::Msg::Query(q)) => {
+                    let env = q.query.unwrap_or_default();
+                    let h = pb::Header::decode(env.header.as_slice()).unwrap_or_default();
+                    let mut reply = header("bank-102");
+                    reply.in_reply_to = h.message_id.clone();
+                    reply.subject = BENCH_ACCOUNT.into();
+                    let answer = pb::AccountQueryAnswer {
+                        query_message_id: h.message_id,
+                        account_number: BENCH_ACCOUNT.into(),
+                        kind: pb::AccountQueryKind::Balance as i32,
+                        answered_at: None,
+                        result: Some(pb::account_query_answer::Result::Balance(
+                            pb::AccountBalance {
+                                balance_fen: 68_400_000,
+                                available_fen: 68_400_000,
+                                as_of: None,
+                            },
+                        )),
+                    };
+                    if let Ok(sealed) = signer.seal(reply, &answer) {
+                        let _ = up.send(pb::BankLinkUp {
+                            msg: Some(pb::bank_link_up::Msg::Answer(pb::LinkAnswer {
+                                correlation_id: q.correlation_id,
+                                answer: Some(sealed),
+                            })),
+                        });
+                    }
+                }
+                Some(pb::bank_link_down::Msg::Ping(p)) => {
+                    let _ = up.send(pb::BankLinkUp {
+                        msg: Some(pb::bank_link_up::Msg::Pong(pb::LinkPong { nonce: p.nonce })),
+                    });
+                }
+                _ => {}
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Runs the benchmark and prints one line per scenario.
+pub async fn run(args: BenchArgs, out: &mut dyn std::io::Write) -> Result<Vec<Measured>, Error> {
+    let dir = tempfile::tempdir()?;
+    let (mut config, _) = dev::prepare(dir.path())?;
+    config.listen = "127.0.0.1:0".parse()?;
+    config.database_url = args.database_url.clone();
+    // The benchmark measures the gateway, not its per-partner limits.
+    config.limits.requests_per_second = 10_000_000;
+    config.limits.burst = 10_000_000;
+    config.limits.max_concurrent_calls = 100_000;
+    let (store, registry) = crate::server::open(&config).await?;
+    dev::register_roster(&registry, &config.data_dir).await?;
+    let running = crate::server::start(&config, store, registry.clone()).await?;
+    let gateway = format!("https://{}", running.local_addr);
+    let echo = start_echo(&config, registry).await?;
+    let partners = config.data_dir.join("partners");
+    let db = crate::store::redact_url(&config.effective_database_url());
+    writeln!(
+        out,
+        "wagelink bench: {} s per scenario, {} in flight over {} connections, database {db}",
+        args.seconds, args.concurrency, args.connections
+    )?;
+    let mut results = Vec::new();
+
+    let source_dir = partners.join("source-national-platform");
+    let conns = channels(&echo, &source_dir, args.connections).await?;
+    let baseline = load("echo", &conns, args.concurrency, args.seconds, |c, _| async move {
+        tonic_health::pb::health_client::HealthClient::new(c)
+            .check(tonic_health::pb::HealthCheckRequest::default())
+            .await
+            .map(|_| 1)
+    })
+    .await;
+    report(out, &baseline, &baseline)?;
+    results.push(baseline.clone());
+
+    let scenarios = if args.scenarios.is_empty() {
+        vec![Scenario::Lead, Scenario::Events, Scenario::Query]
+    } else {
+        args.scenarios.clone()
+    };
+    for scenario in scenarios {
+        let m = match scenario {
+            Scenario::Echo => continue,
+            Scenario::Lead => {
+                let conns = channels(&gateway, &source_dir, args.connections).await?;
+                let signer = signer(&source_dir)?;
+                load("lead", &conns, args.concurrency, args.seconds, move |c, n| {
+                    let lead = pb::Lead {
+                        channel: pb::LeadChannel::NationalPlatform as i32,
+                        lead_type: pb::LeadType::Arrears as i32,
+                        region_code: "500112".into(),
+                        sector: pb::Sector::Manufacturing as i32,
+                        employer_name: format!("重庆某机械厂 {n}"),
+                        worker_count: 3,
+                        amount_fen: 1_200_000,
+                        ..Default::default()
+                    };
+                    let env = signer.seal(header("source-national-platform"), &lead);
+                    async move {
+                        let env = env.map_err(|e| tonic::Status::internal(e.to_string()))?;
+                        pb::cases_client::CasesClient::new(c)
+                            .submit_lead(env)
+                            .await
+                            .map(|_| 1)
+                    }
+                })
+                .await
+            }
+            Scenario::Events => {
+                let bank_dir = partners.join("bank-102");
+                let conns = channels(&gateway, &bank_dir, args.connections).await?;
+                let signer = signer(&bank_dir)?;
+                let batch = args.batch.max(1);
+                load("events", &conns, args.concurrency, args.seconds, move |c, n| {
+                    let events: Vec<Vec<u8>> = (0..batch)
+                        .map(|i| {
+                            pb::AccountEvent {
+                                event_id: format!("B-{n}-{i}"),
+                                account_number: format!("31000210{:011}", n % 1000),
+                                account_kind: pb::AccountKind::WageAccount as i32,
+                                bank_id: "bank-102".into(),
+                                project_code: "500105-2026-0042".into(),
+                                contractor_uscc: "91350100M000100Y43".into(),
+                                region_code: "500105".into(),
+                                occurred_at: Some(crate::ledger::log::now_timestamp()),
+                                kind: Some(pb::account_event::Kind::BalanceReported(
+                                    pb::account_event::BalanceReported {
+                                        amount_fen: 1_000_000 + i as i64,
+                                        as_of_date: "2026-11-27".into(),
+                                        ..Default::default()
+                                    },
+                                )),
+                                ..Default::default()
+                            }
+                            .encode_to_vec()
+                        })
+                        .collect();
+                    let env =
+                        signer.seal(header("bank-102"), &pb::AccountEventBatch { events });
+                    async move {
+                        let env = env.map_err(|e| tonic::Status::internal(e.to_string()))?;
+                        let mut answers = pb::banks_client::BanksClient::new(c)
+                            .push_events(tokio_stream::iter(vec![env]))
+                            .await?
+                            .into_inner();
+                        match answers.message().await? {
+                            Some(pb::PushEventsResponse {
+                                result: Some(pb::push_events_response::Result::Receipt(_)),
+                                ..
+                            }) => Ok(batch as u64),
+                            other => Err(tonic::Status::internal(format!("{other:?}"))),
+                        }
+                    }
+                })
+                .await
+            }
+            Scenario::Query => {
+                let bank_dir = partners.join("bank-102");
+                open_bank_link(&gateway, &bank_dir).await?;
+                let asker_dir = partners.join("hrss-500105");
+                let conns = channels(&gateway, &asker_dir, args.connections).await?;
+                let signer = signer(&asker_dir)?;
+                load("query", &conns, args.concurrency, args.seconds, move |c, _| {
+                    let q = pb::AccountQuery {
+                        account_number: BENCH_ACCOUNT.into(),
+                        kind: pb::AccountQueryKind::Balance as i32,
+                        purpose: Some(pb::account_query::Purpose::InspectionOrderNumber(
+                            "江北人社监查〔2026〕9号".into(),
+                        )),
+                        ..Default::default()
+                    };
+                    let env = signer.seal(header("hrss-500105"), &q);
+                    async move {
+                        let env = env.map_err(|e| tonic::Status::internal(e.to_string()))?;
+                        pb::account_queries_client::AccountQueriesClient::new(c)
+                            .query(env)
+                            .await
+                            .map(|_| 1)
+                    }
+                })
+                .await
+            }
+        };
+        report(out, &m, &results[0])?;
+        results.push(m);
+    }
+    running.shutdown().await?;
+    Ok(results)
+}
+
+fn report(out: &mut dyn std::io::Write, m: &Measured, baseline: &Measured) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{:<8} {:>10.0}/s  p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>8.2} ms  cpu {:>6.3} ms/op  {:>5.2}× echo  ({} errors)",
+        m.name,
+        m.rate(),
+        m.p50_ms,
+        m.p99_ms,
+        m.max_ms,
+        m.cpu_ms,
+        m.rate() / baseline.rate().max(f64::MIN_POSITIVE),
+        m.errors
+    )
+}
