@@ -89,7 +89,12 @@ fn cpu_seconds() -> f64 {
         return 0.0;
     };
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     // utime and stime are fields 14 and 15 of the whole line; 12 and 13 after the name.
     (ticks(11) + ticks(12)) / 100.0
 }
@@ -167,7 +172,11 @@ where
         p50_ms: percentile(&latencies, 0.50),
         p99_ms: percentile(&latencies, 0.99),
         max_ms: latencies.last().copied().unwrap_or(0) as f64 / 1000.0,
-        cpu_ms: if count > 0 { cpu * 1000.0 / count as f64 } else { 0.0 },
+        cpu_ms: if count > 0 {
+            cpu * 1000.0 / count as f64
+        } else {
+            0.0
+        },
     }
 }
 
@@ -209,11 +218,15 @@ fn header(sender: &str) -> pb::Header {
 }
 
 /// The bare mTLS echo: gRPC health Check over the gateway's own TLS configuration.
-async fn start_echo(config: &Config, registry: Arc<crate::identity::Registry>) -> Result<String, Error> {
+async fn start_echo(
+    config: &Config,
+    registry: Arc<crate::identity::Registry>,
+) -> Result<String, Error> {
     let tls = Arc::new(crate::tls::server_config(&config.tls, registry.clone())?);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = format!("https://{}", listener.local_addr()?);
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<crate::tls::PartnerConn, std::io::Error>>(64);
+    let (tx, rx) =
+        tokio::sync::mpsc::channel::<Result<crate::tls::PartnerConn, std::io::Error>>(64);
     tokio::spawn(async move {
         let acceptor = tokio_rustls::TlsAcceptor::from(tls);
         while let Ok((tcp, _)) = listener.accept().await {
@@ -263,7 +276,9 @@ async fn open_bank_link(gateway: &str, bank_dir: &Path) -> Result<(), Error> {
         ..Default::default()
     };
     let mut answers = pb::banks_client::BanksClient::new(c.clone())
-        .push_events(tokio_stream::iter(vec![signer.seal(header("bank-102"), &opened)?]))
+        .push_events(tokio_stream::iter(vec![
+            signer.seal(header("bank-102"), &opened)?,
+        ]))
         .await?
         .into_inner();
     answers.message().await?;
@@ -347,12 +362,18 @@ pub async fn run(args: BenchArgs, out: &mut dyn std::io::Write) -> Result<Vec<Me
 
     let source_dir = partners.join("source-national-platform");
     let conns = channels(&echo, &source_dir, args.connections).await?;
-    let baseline = load("echo", &conns, args.concurrency, args.seconds, |c, _| async move {
-        tonic_health::pb::health_client::HealthClient::new(c)
-            .check(tonic_health::pb::HealthCheckRequest::default())
-            .await
-            .map(|_| 1)
-    })
+    let baseline = load(
+        "echo",
+        &conns,
+        args.concurrency,
+        args.seconds,
+        |c, _| async move {
+            tonic_health::pb::health_client::HealthClient::new(c)
+                .check(tonic_health::pb::HealthCheckRequest::default())
+                .await
+                .map(|_| 1)
+        },
+    )
     .await;
     report(out, &baseline, &baseline)?;
     results.push(baseline.clone());
@@ -368,26 +389,32 @@ pub async fn run(args: BenchArgs, out: &mut dyn std::io::Write) -> Result<Vec<Me
             Scenario::Lead => {
                 let conns = channels(&gateway, &source_dir, args.connections).await?;
                 let signer = signer(&source_dir)?;
-                load("lead", &conns, args.concurrency, args.seconds, move |c, n| {
-                    let lead = pb::Lead {
-                        channel: pb::LeadChannel::NationalPlatform as i32,
-                        lead_type: pb::LeadType::Arrears as i32,
-                        region_code: "500112".into(),
-                        sector: pb::Sector::Manufacturing as i32,
-                        employer_name: format!("重庆某机械厂 {n}"),
-                        worker_count: 3,
-                        amount_fen: 1_200_000,
-                        ..Default::default()
-                    };
-                    let env = signer.seal(header("source-national-platform"), &lead);
-                    async move {
-                        let env = env.map_err(|e| tonic::Status::internal(e.to_string()))?;
-                        pb::cases_client::CasesClient::new(c)
-                            .submit_lead(env)
-                            .await
-                            .map(|_| 1)
-                    }
-                })
+                load(
+                    "lead",
+                    &conns,
+                    args.concurrency,
+                    args.seconds,
+                    move |c, n| {
+                        let lead = pb::Lead {
+                            channel: pb::LeadChannel::NationalPlatform as i32,
+                            lead_type: pb::LeadType::Arrears as i32,
+                            region_code: "500112".into(),
+                            sector: pb::Sector::Manufacturing as i32,
+                            employer_name: format!("重庆某机械厂 {n}"),
+                            worker_count: 3,
+                            amount_fen: 1_200_000,
+                            ..Default::default()
+                        };
+                        let env = signer.seal(header("source-national-platform"), &lead);
+                        async move {
+                            let env = env.map_err(|e| tonic::Status::internal(e.to_string()))?;
+                            pb::cases_client::CasesClient::new(c)
+                                .submit_lead(env)
+                                .await
+                                .map(|_| 1)
+                        }
+                    },
+                )
                 .await
             }
             Scenario::Events => {
@@ -395,47 +422,53 @@ pub async fn run(args: BenchArgs, out: &mut dyn std::io::Write) -> Result<Vec<Me
                 let conns = channels(&gateway, &bank_dir, args.connections).await?;
                 let signer = signer(&bank_dir)?;
                 let batch = args.batch.max(1);
-                load("events", &conns, args.concurrency, args.seconds, move |c, n| {
-                    let events: Vec<Vec<u8>> = (0..batch)
-                        .map(|i| {
-                            pb::AccountEvent {
-                                event_id: format!("B-{n}-{i}"),
-                                account_number: format!("31000210{:011}", n % 1000),
-                                account_kind: pb::AccountKind::WageAccount as i32,
-                                bank_id: "bank-102".into(),
-                                project_code: "500105-2026-0042".into(),
-                                contractor_uscc: "91350100M000100Y43".into(),
-                                region_code: "500105".into(),
-                                occurred_at: Some(crate::ledger::log::now_timestamp()),
-                                kind: Some(pb::account_event::Kind::BalanceReported(
-                                    pb::account_event::BalanceReported {
-                                        amount_fen: 1_000_000 + i as i64,
-                                        as_of_date: "2026-11-27".into(),
-                                        ..Default::default()
-                                    },
-                                )),
-                                ..Default::default()
+                load(
+                    "events",
+                    &conns,
+                    args.concurrency,
+                    args.seconds,
+                    move |c, n| {
+                        let events: Vec<Vec<u8>> = (0..batch)
+                            .map(|i| {
+                                pb::AccountEvent {
+                                    event_id: format!("B-{n}-{i}"),
+                                    account_number: format!("31000210{:011}", n % 1000),
+                                    account_kind: pb::AccountKind::WageAccount as i32,
+                                    bank_id: "bank-102".into(),
+                                    project_code: "500105-2026-0042".into(),
+                                    contractor_uscc: "91350100M000100Y43".into(),
+                                    region_code: "500105".into(),
+                                    occurred_at: Some(crate::ledger::log::now_timestamp()),
+                                    kind: Some(pb::account_event::Kind::BalanceReported(
+                                        pb::account_event::BalanceReported {
+                                            amount_fen: 1_000_000 + i as i64,
+                                            as_of_date: "2026-11-27".into(),
+                                            ..Default::default()
+                                        },
+                                    )),
+                                    ..Default::default()
+                                }
+                                .encode_to_vec()
+                            })
+                            .collect();
+                        let env =
+                            signer.seal(header("bank-102"), &pb::AccountEventBatch { events });
+                        async move {
+                            let env = env.map_err(|e| tonic::Status::internal(e.to_string()))?;
+                            let mut answers = pb::banks_client::BanksClient::new(c)
+                                .push_events(tokio_stream::iter(vec![env]))
+                                .await?
+                                .into_inner();
+                            match answers.message().await? {
+                                Some(pb::PushEventsResponse {
+                                    result: Some(pb::push_events_response::Result::Receipt(_)),
+                                    ..
+                                }) => Ok(batch as u64),
+                                other => Err(tonic::Status::internal(format!("{other:?}"))),
                             }
-                            .encode_to_vec()
-                        })
-                        .collect();
-                    let env =
-                        signer.seal(header("bank-102"), &pb::AccountEventBatch { events });
-                    async move {
-                        let env = env.map_err(|e| tonic::Status::internal(e.to_string()))?;
-                        let mut answers = pb::banks_client::BanksClient::new(c)
-                            .push_events(tokio_stream::iter(vec![env]))
-                            .await?
-                            .into_inner();
-                        match answers.message().await? {
-                            Some(pb::PushEventsResponse {
-                                result: Some(pb::push_events_response::Result::Receipt(_)),
-                                ..
-                            }) => Ok(batch as u64),
-                            other => Err(tonic::Status::internal(format!("{other:?}"))),
                         }
-                    }
-                })
+                    },
+                )
                 .await
             }
             Scenario::Query => {
@@ -444,24 +477,30 @@ pub async fn run(args: BenchArgs, out: &mut dyn std::io::Write) -> Result<Vec<Me
                 let asker_dir = partners.join("hrss-500105");
                 let conns = channels(&gateway, &asker_dir, args.connections).await?;
                 let signer = signer(&asker_dir)?;
-                load("query", &conns, args.concurrency, args.seconds, move |c, _| {
-                    let q = pb::AccountQuery {
-                        account_number: BENCH_ACCOUNT.into(),
-                        kind: pb::AccountQueryKind::Balance as i32,
-                        purpose: Some(pb::account_query::Purpose::InspectionOrderNumber(
-                            "江北人社监查〔2026〕9号".into(),
-                        )),
-                        ..Default::default()
-                    };
-                    let env = signer.seal(header("hrss-500105"), &q);
-                    async move {
-                        let env = env.map_err(|e| tonic::Status::internal(e.to_string()))?;
-                        pb::account_queries_client::AccountQueriesClient::new(c)
-                            .query(env)
-                            .await
-                            .map(|_| 1)
-                    }
-                })
+                load(
+                    "query",
+                    &conns,
+                    args.concurrency,
+                    args.seconds,
+                    move |c, _| {
+                        let q = pb::AccountQuery {
+                            account_number: BENCH_ACCOUNT.into(),
+                            kind: pb::AccountQueryKind::Balance as i32,
+                            purpose: Some(pb::account_query::Purpose::InspectionOrderNumber(
+                                "江北人社监查〔2026〕9号".into(),
+                            )),
+                            ..Default::default()
+                        };
+                        let env = signer.seal(header("hrss-500105"), &q);
+                        async move {
+                            let env = env.map_err(|e| tonic::Status::internal(e.to_string()))?;
+                            pb::account_queries_client::AccountQueriesClient::new(c)
+                                .query(env)
+                                .await
+                                .map(|_| 1)
+                        }
+                    },
+                )
                 .await
             }
         };
