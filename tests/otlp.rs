@@ -25,10 +25,13 @@ use wagelink_gateway::config::TelemetryConfig;
 use wagelink_proto::v1 as pb;
 use wagelink_tests::{TestDb, TestGateway, header};
 
+/// One span as received: its name, trace id and attributes (with the service name) as text.
+type SpanSeen = (String, Vec<u8>, String);
+
 /// What the stand-in collector received.
 #[derive(Clone, Default)]
 struct Received {
-    spans: Arc<Mutex<Vec<(String, Vec<u8>, String)>>>,
+    spans: Arc<Mutex<Vec<SpanSeen>>>,
     metrics: Arc<Mutex<Vec<String>>>,
 }
 
