@@ -341,7 +341,7 @@ pub async fn run(args: BenchArgs, out: &mut dyn std::io::Write) -> Result<Vec<Me
     let dir = tempfile::tempdir()?;
     let (mut config, _) = dev::prepare(dir.path())?;
     config.listen = "127.0.0.1:0".parse()?;
-    config.database_url = args.database_url.clone();
+    config.database_url = args.database_url.clone().filter(|u| !u.is_empty());
     // The benchmark measures the gateway, not its per-partner limits.
     config.limits.requests_per_second = 10_000_000;
     config.limits.burst = 10_000_000;
