@@ -9,114 +9,17 @@
 //! process by design.
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prost::Message;
-use tonic::transport::Channel;
-use wagelink_adapters::client::{self, Credentials, GatewayAddress};
-use wagelink_gateway::config::Config;
+use wagelink_adapters::client::Credentials;
 use wagelink_gateway::store::testing::{TEST_DATABASE_URL, TestDb};
 use wagelink_proto::envelope::{Signer, sha256};
 use wagelink_proto::v1 as pb;
 
-/// One `wagelink serve` process, killed when dropped.
-struct Replica {
-    child: Child,
-    address: GatewayAddress,
-    log: PathBuf,
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn spawn(config: &Path, database_url: &str, dir: &Path, n: usize) -> Replica {
-    let port = free_port();
-    let log = dir.join(format!("replica-{n}.log"));
-    let out = std::fs::File::create(&log).expect("a log file");
-    let child = Command::new(env!("CARGO_BIN_EXE_wagelink"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--database-url", database_url])
-        .env("WAGELINK_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(out)
-        .spawn()
-        .expect("starting wagelink serve");
-    Replica {
-        child,
-        address: GatewayAddress {
-            uri: format!("https://127.0.0.1:{port}"),
-            server_name: "localhost".into(),
-        },
-        log,
-    }
-}
-
-async fn connect(replica: &Replica, credentials: &Credentials) -> Channel {
-    let started = Instant::now();
-    loop {
-        if let Ok(channel) = client::connect(&replica.address, credentials).await {
-            let ok = pb::identity_client::IdentityClient::new(channel.clone())
-                .who_am_i(pb::WhoAmIRequest {})
-                .await
-                .is_ok();
-            if ok {
-                return channel;
-            }
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "replica at {} did not come up: {}",
-            replica.address.uri,
-            std::fs::read_to_string(&replica.log).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn lead(sender: usize, n: usize) -> pb::Lead {
-    pb::Lead {
-        channel: pb::LeadChannel::NationalPlatform as i32,
-        lead_type: pb::LeadType::Arrears as i32,
-        region_code: "500112".into(),
-        sector: pb::Sector::Manufacturing as i32,
-        employer_name: format!("重庆某机械厂{sender}-{n}"),
-        worker_count: 3,
-        amount_fen: 1_200_000,
-        source_reference: format!("R-{sender}-{n}"),
-        ..Default::default()
-    }
-}
-
-fn header(sender: &str) -> pb::Header {
-    pb::Header {
-        message_id: uuid::Uuid::new_v4().to_string(),
-        sender: sender.into(),
-        created_at: Some(prost_types::Timestamp {
-            seconds: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_secs() as i64,
-            nanos: 0,
-        }),
-        ..Default::default()
-    }
-}
+mod common;
+use common::{Replica, connect, header, lead, partner, spawn};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_lose_nothing_when_one_is_killed_mid_load() {
@@ -125,18 +28,7 @@ async fn three_replicas_lose_nothing_when_one_is_killed_mid_load() {
         return;
     };
     let db = TestDb::postgres(&admin_url).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (config, _) = wagelink_gateway::pki::dev::prepare(dir.path()).unwrap();
-    {
-        let mut with_db: Config = config.clone();
-        with_db.database_url = Some(db.url.clone());
-        let (store, registry) = wagelink_gateway::server::open(&with_db).await.unwrap();
-        wagelink_gateway::pki::dev::register_roster(&registry, &with_db.data_dir)
-            .await
-            .unwrap();
-        store.close().await;
-    }
-    let config_file = dir.path().join("wagelink.toml");
+    let (dir, config, config_file) = common::prepare(&db.url).await;
     let replicas: Vec<Replica> = (0..3)
         .map(|n| spawn(&config_file, &db.url, dir.path(), n))
         .collect();
@@ -334,13 +226,6 @@ async fn three_replicas_lose_nothing_when_one_is_killed_mid_load() {
     store.close().await;
 }
 
-/// The roster's credentials and signer of `partner` in a dev data directory.
-fn partner(dir: &Path, id: &str) -> (Credentials, Signer) {
-    let credentials = Credentials::from_dir(&dir.join("partners").join(id)).unwrap();
-    let signer = Signer::from_pem(&credentials.cert_pem, &credentials.key_pem).unwrap();
-    (credentials, signer)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_account_query_reaches_the_bank_through_the_replica_holding_its_link() {
     let Ok(admin_url) = std::env::var(TEST_DATABASE_URL) else {
@@ -348,18 +233,7 @@ async fn an_account_query_reaches_the_bank_through_the_replica_holding_its_link(
         return;
     };
     let db = TestDb::postgres(&admin_url).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (config, _) = wagelink_gateway::pki::dev::prepare(dir.path()).unwrap();
-    {
-        let mut with_db: Config = config.clone();
-        with_db.database_url = Some(db.url.clone());
-        let (store, registry) = wagelink_gateway::server::open(&with_db).await.unwrap();
-        wagelink_gateway::pki::dev::register_roster(&registry, &with_db.data_dir)
-            .await
-            .unwrap();
-        store.close().await;
-    }
-    let config_file = dir.path().join("wagelink.toml");
+    let (dir, _config, config_file) = common::prepare(&db.url).await;
     let replicas: Vec<Replica> = (0..2)
         .map(|n| spawn(&config_file, &db.url, dir.path(), n))
         .collect();
