@@ -300,3 +300,99 @@ async fn mailboxes_survive_a_restart_and_bad_acknowledgements_are_refused() {
     );
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_partner_offline_for_long_gets_everything_in_order_per_case() {
+    let gw = TestGateway::start(TestDb::sqlite().await).await;
+    let source = "source-national-platform";
+    let handler = "hrss-500112";
+    let offline = "housing-500000";
+    // Forty housing cases are opened, signed for and progressed while the co-handling housing
+    // authority is away.
+    let mut cases = Vec::new();
+    for n in 0..40 {
+        let lead = pb::Lead {
+            channel: pb::LeadChannel::NationalPlatform as i32,
+            lead_type: pb::LeadType::Arrears as i32,
+            region_code: "500112".into(),
+            sector: pb::Sector::Construction as i32,
+            project_industry: pb::Industry::HousingMunicipal as i32,
+            project_name: format!("渝北区安置房{n}期"),
+            employer_name: format!("重庆某建筑劳务公司{n}"),
+            worker_count: 8,
+            amount_fen: 32_000_000,
+            ..Default::default()
+        };
+        let receipt = wagelink_tests::submit_lead(&gw, source, &lead).await;
+        assert!(receipt.routed_to.iter().any(|r| r.partner_id == offline));
+        cases.push(receipt.case_id);
+    }
+    let mut cases_client = CasesClient::new(gw.channel_as(handler).await);
+    for (n, case_id) in cases.iter().enumerate() {
+        let actions = [
+            pb::case_action::Action::SignFor(pb::case_action::SignFor {
+                note: String::new(),
+            }),
+            pb::case_action::Action::Progress(pb::case_action::Progress {
+                note: format!("第{n}案：已约谈总包单位"),
+                ..Default::default()
+            }),
+        ];
+        for action in actions {
+            let mut h = header(handler);
+            h.subject = case_id.clone();
+            let env = gw
+                .signer(handler)
+                .seal(
+                    h,
+                    &pb::CaseAction {
+                        case_id: case_id.clone(),
+                        action: Some(action),
+                    },
+                )
+                .unwrap();
+            cases_client.act_on_case(env).await.unwrap();
+        }
+    }
+
+    // Back online with a small window: everything arrives, and each case's messages in the
+    // order they were logged.
+    let mut feed = DeliveryClient::new(gw.channel_as(offline).await)
+        .subscribe(pb::SubscribeRequest {
+            from_cursor: 0,
+            window: 8,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut per_case: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+    let mut last_cursor = 0;
+    let mut received = 0;
+    while received < cases.len() * 3 {
+        let d = next(&mut feed, Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|| panic!("only {received} of {} arrived", cases.len() * 3));
+        assert!(d.cursor > last_cursor, "cursors go up");
+        last_cursor = d.cursor;
+        let receipt = pb::Receipt::decode(d.receipt.as_ref().unwrap().payload.as_slice()).unwrap();
+        per_case
+            .entry(receipt.case_id.clone())
+            .or_default()
+            .push(receipt.log_index);
+        DeliveryClient::new(gw.channel_as(offline).await)
+            .acknowledge(acknowledgement(&gw, offline, &d))
+            .await
+            .unwrap();
+        received += 1;
+    }
+    assert_eq!(per_case.len(), cases.len());
+    for (case_id, indexes) in &per_case {
+        assert_eq!(indexes.len(), 3, "{case_id}");
+        assert!(
+            indexes.windows(2).all(|w| w[0] < w[1]),
+            "{case_id}: {indexes:?}"
+        );
+    }
+    assert!(next(&mut feed, Duration::from_millis(300)).await.is_none());
+    gw.stop().await;
+}
