@@ -248,6 +248,10 @@ impl AccountQueriesService {
             .await
             .map_err(store_unavailable)?;
         let until = tokio::time::Instant::now() + wait;
+        // A replica with a link takes a relay within milliseconds of the notification (or at
+        // its next half-second look); when none has taken it by then, none holds a link.
+        let give_up_taking = tokio::time::Instant::now() + Duration::from_millis(1500).min(wait);
+        let mut taken = false;
         loop {
             if let Some(answer) = self.stored_answer(query_index).await? {
                 return Ok(Response::new(pb::AccountQueryResult {
@@ -261,6 +265,18 @@ impl AccountQueriesService {
                 .map_err(store_unavailable)?
             {
                 return Err(Status::new(tonic::Code::from_i32(code), message));
+            }
+            if !taken && tokio::time::Instant::now() >= give_up_taking {
+                if store
+                    .withdraw_relay(query_index)
+                    .await
+                    .map_err(store_unavailable)?
+                {
+                    return Err(Status::unavailable(format!(
+                        "{bank} has no query link open on any replica right now; retry later with the same envelope"
+                    )));
+                }
+                taken = true;
             }
             if tokio::time::Instant::now() >= until {
                 return Err(Status::deadline_exceeded(format!(

@@ -513,3 +513,17 @@ impl Store {
         Ok(code.map(|c| (c as i32, message.unwrap_or_default())))
     }
 }
+
+impl Store {
+    /// Withdraws a relay no replica has taken (none holds a link to the bank): true when it was
+    /// withdrawn, false when a replica took it meanwhile.
+    pub async fn withdraw_relay(&self, query_index: u64) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "UPDATE query_relays SET deadline = 0 WHERE query_index = $1 AND taken_by IS NULL",
+        )
+        .bind(query_index as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+}
