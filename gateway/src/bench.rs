@@ -8,7 +8,10 @@
 //! - `lead`: SubmitLead — a lead source signs each lead; the gateway verifies, routes, appends
 //!   durably and signs a receipt;
 //! - `events`: Banks.PushEvents — a bank streams signed batches of account events;
-//! - `query`: AccountQueries.Query relayed to a bank link answering at once (in process).
+//! - `query`: AccountQueries.Query relayed to a bank link answering at once (in process);
+//! - `fanout`: housing leads, each delivered to its handler and its co-handler, who read their
+//!   mailboxes and acknowledge every message (itself a signed, logged envelope); the rate
+//!   counts deliveries that arrived in the window, the latency runs from submission to arrival.
 //!
 //! The load generator shares the machine with the gateway (as the issue asks): CPU per
 //! exchange is the whole process's CPU time, client and server together.
@@ -34,6 +37,7 @@ pub enum Scenario {
     Lead,
     Events,
     Query,
+    Fanout,
 }
 
 #[derive(Debug, Args)]
@@ -252,6 +256,138 @@ async fn start_echo(
 
 const BENCH_ACCOUNT: &str = "3100021009200009999";
 
+/// The `fanout` scenario: leads submitted at full rate while both recipients consume.
+async fn fanout(gateway: &str, partners: &Path, args: &BenchArgs) -> Result<Measured, Error> {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut readers = Vec::new();
+    let mut feeds = Vec::new();
+    for recipient in ["hrss-500112", "housing-500000"] {
+        let dir = partners.join(recipient);
+        let c = channel(gateway, &dir).await?;
+        let feed = pb::delivery_client::DeliveryClient::new(c.clone())
+            .subscribe(pb::SubscribeRequest {
+                from_cursor: 0,
+                window: 512,
+            })
+            .await?
+            .into_inner();
+        feeds.push((recipient, c, signer(&dir)?, feed));
+    }
+    let source_dir = partners.join("source-national-platform");
+    let conns = channels(gateway, &source_dir, args.connections).await?;
+    let source = signer(&source_dir)?;
+    // Everything is connected: the clock starts now.
+    let warm_until = Instant::now() + Duration::from_secs(1);
+    let end = warm_until + Duration::from_secs(args.seconds);
+    for (recipient, c, signer, mut feed) in feeds {
+        let (sent, stop) = (sent.clone(), stop.clone());
+        readers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let Ok(Ok(Some(d))) =
+                    tokio::time::timeout(Duration::from_millis(200), feed.message()).await
+                else {
+                    continue;
+                };
+                let arrived = Instant::now();
+                let env = d.envelope.unwrap_or_default();
+                let h = pb::Header::decode(env.header.as_slice()).unwrap_or_default();
+                let submitted = sent
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&h.message_id)
+                    .copied();
+                if arrived >= warm_until
+                    && arrived < end
+                    && let Some(at) = submitted
+                {
+                    latencies.push(arrived.saturating_duration_since(at).as_micros() as u64);
+                }
+                let ack = pb::Acknowledgement {
+                    message_id: h.message_id,
+                    cursor: d.cursor,
+                    header_sha256: wagelink_proto::envelope::sha256(&env.header).to_vec(),
+                };
+                // Acknowledged concurrently, as a recipient with work to do would.
+                if let Ok(sealed) = signer.seal(header(recipient), &ack) {
+                    let c = c.clone();
+                    tokio::spawn(async move {
+                        let _ = pb::delivery_client::DeliveryClient::new(c)
+                            .acknowledge(sealed)
+                            .await;
+                    });
+                }
+            }
+            latencies
+        }));
+    }
+    let mut writers = Vec::new();
+    for t in 0..(args.concurrency / 2).max(1) {
+        let (c, source, sent) = (conns[t % conns.len()].clone(), source.clone(), sent.clone());
+        writers.push(tokio::spawn(async move {
+            let mut n = (t as u64) << 32;
+            while Instant::now() < end {
+                n += 1;
+                let lead = pb::Lead {
+                    channel: pb::LeadChannel::NationalPlatform as i32,
+                    lead_type: pb::LeadType::Arrears as i32,
+                    region_code: "500112".into(),
+                    sector: pb::Sector::Construction as i32,
+                    project_industry: pb::Industry::HousingMunicipal as i32,
+                    project_name: format!("渝北区安置房 {n}"),
+                    employer_name: format!("重庆某建筑劳务公司 {n}"),
+                    worker_count: 8,
+                    amount_fen: 32_000_000,
+                    ..Default::default()
+                };
+                let Ok(env) = source.seal(header("source-national-platform"), &lead) else {
+                    continue;
+                };
+                let id = pb::Header::decode(env.header.as_slice())
+                    .unwrap_or_default()
+                    .message_id;
+                sent.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(id, Instant::now());
+                let _ = pb::cases_client::CasesClient::new(c.clone())
+                    .submit_lead(env)
+                    .await;
+            }
+        }));
+    }
+    tokio::time::sleep_until(warm_until.into()).await;
+    let cpu_start = cpu_seconds();
+    for w in writers {
+        let _ = w.await;
+    }
+    let cpu = cpu_seconds() - cpu_start;
+    stop.store(true, Ordering::Relaxed);
+    let mut latencies = Vec::new();
+    for r in readers {
+        latencies.extend(r.await.unwrap_or_default());
+    }
+    latencies.sort_unstable();
+    let count = latencies.len() as u64;
+    Ok(Measured {
+        name: "fanout".into(),
+        count,
+        errors: 0,
+        seconds: args.seconds as f64,
+        p50_ms: percentile(&latencies, 0.50),
+        p99_ms: percentile(&latencies, 0.99),
+        max_ms: latencies.last().copied().unwrap_or(0) as f64 / 1000.0,
+        cpu_ms: if count > 0 {
+            cpu * 1000.0 / count as f64
+        } else {
+            0.0
+        },
+    })
+}
+
 /// Reports the benchmark account's opening as bank-102, then keeps a link open that answers
 /// every query at once with a signed balance (the bank's core is not what is measured).
 async fn open_bank_link(gateway: &str, bank_dir: &Path) -> Result<(), Error> {
@@ -379,7 +515,12 @@ pub async fn run(args: BenchArgs, out: &mut dyn std::io::Write) -> Result<Vec<Me
     results.push(baseline.clone());
 
     let scenarios = if args.scenarios.is_empty() {
-        vec![Scenario::Lead, Scenario::Events, Scenario::Query]
+        vec![
+            Scenario::Lead,
+            Scenario::Events,
+            Scenario::Query,
+            Scenario::Fanout,
+        ]
     } else {
         args.scenarios.clone()
     };
@@ -471,6 +612,7 @@ pub async fn run(args: BenchArgs, out: &mut dyn std::io::Write) -> Result<Vec<Me
                 )
                 .await
             }
+            Scenario::Fanout => fanout(&gateway, &partners, &args).await?,
             Scenario::Query => {
                 let bank_dir = partners.join("bank-102");
                 open_bank_link(&gateway, &bank_dir).await?;
