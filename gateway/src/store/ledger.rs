@@ -234,7 +234,13 @@ impl Store {
     /// one at a time: no two can take the same index, and none can skip one. A replica that
     /// dies mid-transaction releases the lock with its connection.
     pub async fn begin_ledger(&self) -> Result<LedgerTx, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        // SQLite: take the write lock at the start (waiting for it under busy_timeout) rather
+        // than at the first write, where a snapshot older than another connection's commit
+        // (a mailbox claim) would fail at once with SQLITE_BUSY.
+        let mut tx = match self.backend {
+            super::Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            super::Backend::Postgres => self.pool.begin().await?,
+        };
         if self.backend == super::Backend::Postgres {
             sqlx::query("SELECT pg_advisory_xact_lock($1)")
                 .bind(SEQUENCER_LOCK)
