@@ -22,7 +22,6 @@ use crate::admin::inspect::inspect_import;
 use crate::envelope::{self, SubmitError};
 use crate::identity::{
     Industry, Jurisdiction, Partner, PartnerId, PartnerKind, PartnerStatus, RegionCode, Registry,
-    VerifiedPartner,
 };
 use crate::ledger::log::{Accepted, Effect, EntryKind, EvidenceLog};
 use crate::pki::FederationCa;
@@ -83,6 +82,32 @@ impl AdminService {
         Ok((receipt, target))
     }
 
+    /// An admin action answered with its receipt only.
+    async fn submit(
+        &self,
+        accepted: Accepted,
+        change: AdminChange,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
+        let (receipt, _) = self.act(accepted, change).await?;
+        Ok(Response::new(pb::SubmitResponse {
+            receipt: Some(receipt),
+        }))
+    }
+
+    /// SuspendPartner and ReinstatePartner: the partner and a reason, then the new status.
+    async fn set_status(
+        &self,
+        accepted: Accepted,
+        partner_id_text: &str,
+        reason: &str,
+        status: PartnerStatus,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
+        let partner = partner_id("partner_id", partner_id_text)?;
+        required("reason", reason)?;
+        self.submit(accepted, AdminChange::Status { partner, status })
+            .await
+    }
+
     /// The `target` of the admin entry a receipt is for (for a resent envelope, the original's).
     async fn target(&self, receipt: &pb::SignedEnvelope) -> Result<String, Status> {
         let body = pb::Receipt::decode(receipt.payload.as_slice())
@@ -111,10 +136,6 @@ impl AdminService {
                 "this gateway holds no federation CA key ([tls] ca_key is unset): certificates come from the external CA — register them with ImportCertificate, and revoke them at that CA too",
             )
         })
-    }
-
-    fn certificate(&self, record: &CertificateRecord) -> pb::Certificate {
-        certificate(record)
     }
 }
 
@@ -284,10 +305,6 @@ fn parse_page_token(token: &str, filters: &[u8]) -> Option<String> {
     (digest == hex::encode(&sha256(filters)[..8])).then(|| last.to_owned())
 }
 
-fn me<T>(request: &Request<T>) -> Result<VerifiedPartner, Status> {
-    Ok(crate::layers::authenticate::partner(request)?.clone())
-}
-
 #[tonic::async_trait]
 impl pb::admin_server::Admin for AdminService {
     async fn onboard_partner(
@@ -314,10 +331,7 @@ impl pb::admin_server::Admin for AdminService {
             jurisdiction,
             status: PartnerStatus::Active,
         };
-        let (receipt, _) = self.act(v.accepted, AdminChange::Onboard(partner)).await?;
-        Ok(Response::new(pb::SubmitResponse {
-            receipt: Some(receipt),
-        }))
+        self.submit(v.accepted, AdminChange::Onboard(partner)).await
     }
 
     async fn change_jurisdiction(
@@ -332,18 +346,14 @@ impl pb::admin_server::Admin for AdminService {
             )));
         };
         let jurisdiction = jurisdiction(partner.kind, v.payload.jurisdiction.as_ref())?;
-        let (receipt, _) = self
-            .act(
-                v.accepted,
-                AdminChange::Jurisdiction {
-                    partner: id,
-                    jurisdiction,
-                },
-            )
-            .await?;
-        Ok(Response::new(pb::SubmitResponse {
-            receipt: Some(receipt),
-        }))
+        self.submit(
+            v.accepted,
+            AdminChange::Jurisdiction {
+                partner: id,
+                jurisdiction,
+            },
+        )
+        .await
     }
 
     async fn suspend_partner(
@@ -351,20 +361,9 @@ impl pb::admin_server::Admin for AdminService {
         request: Request<pb::SignedEnvelope>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
         let (_, v) = envelope::verify_request::<pb::SuspendPartner>(&self.registry, request)?;
-        let id = partner_id("partner_id", &v.payload.partner_id)?;
-        required("reason", &v.payload.reason)?;
-        let (receipt, _) = self
-            .act(
-                v.accepted,
-                AdminChange::Status {
-                    partner: id,
-                    status: PartnerStatus::Suspended,
-                },
-            )
-            .await?;
-        Ok(Response::new(pb::SubmitResponse {
-            receipt: Some(receipt),
-        }))
+        let (id, reason) = (v.payload.partner_id.clone(), v.payload.reason.clone());
+        self.set_status(v.accepted, &id, &reason, PartnerStatus::Suspended)
+            .await
     }
 
     async fn reinstate_partner(
@@ -372,20 +371,9 @@ impl pb::admin_server::Admin for AdminService {
         request: Request<pb::SignedEnvelope>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
         let (_, v) = envelope::verify_request::<pb::ReinstatePartner>(&self.registry, request)?;
-        let id = partner_id("partner_id", &v.payload.partner_id)?;
-        required("reason", &v.payload.reason)?;
-        let (receipt, _) = self
-            .act(
-                v.accepted,
-                AdminChange::Status {
-                    partner: id,
-                    status: PartnerStatus::Active,
-                },
-            )
-            .await?;
-        Ok(Response::new(pb::SubmitResponse {
-            receipt: Some(receipt),
-        }))
+        let (id, reason) = (v.payload.partner_id.clone(), v.payload.reason.clone());
+        self.set_status(v.accepted, &id, &reason, PartnerStatus::Active)
+            .await
     }
 
     async fn issue_certificate(
@@ -459,12 +447,8 @@ impl pb::admin_server::Admin for AdminService {
             crate::store::now_unix(),
         )
         .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let (receipt, _) = self
-            .act(v.accepted, AdminChange::Pin { facts, der })
-            .await?;
-        Ok(Response::new(pb::SubmitResponse {
-            receipt: Some(receipt),
-        }))
+        self.submit(v.accepted, AdminChange::Pin { facts, der })
+            .await
     }
 
     async fn revoke_certificate(
@@ -489,20 +473,16 @@ impl pb::admin_server::Admin for AdminService {
             (Some(_), "") => reason.as_str_name().to_owned(),
             (Some(_), comment) => format!("{}: {comment}", reason.as_str_name()),
         };
-        let (receipt, _) = self
-            .act(
-                v.accepted,
-                AdminChange::Revoke {
-                    sha256,
-                    code,
-                    reason: text,
-                    admin_certificate: me.certificate_sha256,
-                },
-            )
-            .await?;
-        Ok(Response::new(pb::SubmitResponse {
-            receipt: Some(receipt),
-        }))
+        self.submit(
+            v.accepted,
+            AdminChange::Revoke {
+                sha256,
+                code,
+                reason: text,
+                admin_certificate: me.certificate_sha256,
+            },
+        )
+        .await
     }
 
     async fn upload_rules(
@@ -564,12 +544,8 @@ impl pb::admin_server::Admin for AdminService {
                 "rules version {version} cannot be activated: {e}"
             )));
         }
-        let (receipt, _) = self
-            .act(v.accepted, AdminChange::Activate { version })
-            .await?;
-        Ok(Response::new(pb::SubmitResponse {
-            receipt: Some(receipt),
-        }))
+        self.submit(v.accepted, AdminChange::Activate { version })
+            .await
     }
 
     async fn list_partners(
@@ -663,7 +639,7 @@ impl pb::admin_server::Admin for AdminService {
             .map_err(store_unavailable)?;
         Ok(Response::new(pb::GetPartnerResponse {
             partner: Some(convert::partner(&partner)),
-            certificates: certificates.iter().map(|c| self.certificate(c)).collect(),
+            certificates: certificates.iter().map(certificate).collect(),
             mailbox: Some(pb::MailboxStats {
                 pending: counts.pending,
                 in_flight: counts.in_flight,
@@ -704,7 +680,7 @@ impl pb::admin_server::Admin for AdminService {
             (a.facts.not_after, &a.facts.sha256).cmp(&(b.facts.not_after, &b.facts.sha256))
         });
         Ok(Response::new(pb::ListCertificatesResponse {
-            certificates: certificates.iter().map(|c| self.certificate(c)).collect(),
+            certificates: certificates.iter().map(certificate).collect(),
         }))
     }
 
@@ -781,7 +757,6 @@ impl pb::admin_server::Admin for AdminService {
         &self,
         request: Request<pb::DryRunRulesRequest>,
     ) -> Result<Response<pb::DryRunRouteResponse>, Status> {
-        let _ = me(&request)?;
         let r = request.into_inner();
         super::cases::dry_run(&self.rules, &self.registry, r.lead, r.version)
             .await
