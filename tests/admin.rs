@@ -784,12 +784,12 @@ async fn only_admins_reach_the_admin_service_and_its_safeguards_hold() {
         (
             pb::OnboardPartner {
                 jurisdiction: Some(pb::Jurisdiction {
-                    region_codes: vec!["123456".into()],
+                    region_codes: vec!["509999".into()],
                     industry: 0,
                 }),
                 ..bank("bank-303")
             },
-            "123456",
+            "509999",
         ),
         (
             pb::OnboardPartner {

@@ -73,6 +73,7 @@ fn acknowledgement(gw: &TestGateway, partner: &str, d: &pb::MailboxDelivery) -> 
             .message_id,
         cursor: d.cursor,
         header_sha256: sha256(&env.header).to_vec(),
+        case_id: String::new(),
     };
     gw.signer(partner).seal(header(partner), &ack).unwrap()
 }
@@ -256,6 +257,7 @@ async fn mailboxes_survive_a_restart_and_bad_acknowledgements_are_refused() {
             .message_id,
         cursor: d.cursor,
         header_sha256: vec![0; 32],
+        case_id: String::new(),
     };
     let wrong = gw
         .signer("housing-500000")

@@ -87,13 +87,48 @@ impl TestGateway {
 
     /// A gateway whose configuration `tweak` adjusts first (limits, say).
     pub async fn start_with(db: TestDb, tweak: impl FnOnce(&mut Config)) -> Self {
+        let mut prepared = PreparedGateway::new(db, "wagelink.dev");
+        tweak(&mut prepared.config);
+        prepared.start().await
+    }
+}
+
+/// The federation CA of the dev data directory `data_dir`.
+fn ca_in(data_dir: &std::path::Path) -> FederationCa {
+    let pki = data_dir.join("pki");
+    let cert = std::fs::read_to_string(pki.join("federation-ca.pem")).expect("CA certificate");
+    let key = std::fs::read_to_string(pki.join("federation-ca.key")).expect("CA key");
+    FederationCa::load(&cert, &key).expect("loading the CA")
+}
+
+/// A gateway's dev data directory and database, prepared but not started: a test can configure
+/// it with what it knows of other gateways (a federation peer's CA and address) first.
+pub struct PreparedGateway {
+    pub config: Config,
+    db: TestDb,
+    dir: tempfile::TempDir,
+}
+
+impl PreparedGateway {
+    /// A dev data directory (CA, gateway certificate, roster) for `trust_domain`.
+    pub fn new(db: TestDb, trust_domain: &str) -> Self {
         let dir = tempfile::tempdir().expect("a temporary data directory");
         let (mut config, created) =
-            dev::prepare(dir.path()).expect("preparing the dev data directory");
+            dev::prepare_with(dir.path(), trust_domain).expect("preparing the dev data directory");
         assert!(created);
         config.listen = "127.0.0.1:0".parse().expect("loopback");
         config.database_url = Some(db.url.clone());
-        tweak(&mut config);
+        PreparedGateway { config, db, dir }
+    }
+
+    /// The federation CA of this gateway.
+    pub fn ca(&self) -> FederationCa {
+        ca_in(&self.config.data_dir)
+    }
+
+    /// Starts it.
+    pub async fn start(self) -> TestGateway {
+        let PreparedGateway { config, db, dir } = self;
         let (store, registry) = server::open(&config)
             .await
             .expect("opening the test database");
@@ -111,7 +146,9 @@ impl TestGateway {
             _dir: dir,
         }
     }
+}
 
+impl TestGateway {
     pub fn address(&self) -> GatewayAddress {
         GatewayAddress {
             uri: format!("https://{}", self.running.local_addr),
@@ -130,10 +167,7 @@ impl TestGateway {
 
     /// The federation CA of this gateway, to issue further certificates.
     pub fn ca(&self) -> FederationCa {
-        let pki = self.config.data_dir.join("pki");
-        let cert = std::fs::read_to_string(pki.join("federation-ca.pem")).expect("CA certificate");
-        let key = std::fs::read_to_string(pki.join("federation-ca.key")).expect("CA key");
-        FederationCa::load(&cert, &key).expect("loading the CA")
+        ca_in(&self.config.data_dir)
     }
 
     /// Issues a certificate from this gateway's CA (not registered).

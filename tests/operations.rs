@@ -494,6 +494,7 @@ async fn no_worker_identifiers_in_any_log_line_or_span() {
                 message_id: h.message_id,
                 cursor: d.cursor,
                 header_sha256: wagelink_proto::envelope::sha256(&env.header).to_vec(),
+                case_id: String::new(),
             };
             let sealed = gw.signer(partner).seal(header(partner), &ack).unwrap();
             pb::delivery_client::DeliveryClient::new(gw.channel_as(partner).await)

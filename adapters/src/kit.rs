@@ -183,6 +183,7 @@ pub fn acknowledgement(
         message_id: header.message_id,
         cursor: delivery.cursor,
         header_sha256: sha256(&env.header).to_vec(),
+        case_id: String::new(),
     };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -226,7 +226,11 @@ async fn start_echo(
     config: &Config,
     registry: Arc<crate::identity::Registry>,
 ) -> Result<String, Error> {
-    let tls = Arc::new(crate::tls::server_config(&config.tls, registry.clone())?);
+    let tls = Arc::new(crate::tls::server_config(
+        &config.tls,
+        registry.clone(),
+        Vec::new(),
+    )?);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = format!("https://{}", listener.local_addr()?);
     let (tx, rx) =
@@ -311,6 +315,7 @@ async fn fanout(gateway: &str, partners: &Path, args: &BenchArgs) -> Result<Meas
                     message_id: h.message_id,
                     cursor: d.cursor,
                     header_sha256: wagelink_proto::envelope::sha256(&env.header).to_vec(),
+                    case_id: String::new(),
                 };
                 // Acknowledged concurrently, as a recipient with work to do would.
                 if let Ok(sealed) = signer.seal(header(recipient), &ack) {

@@ -55,6 +55,8 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// Witnesses of the evidence log.
     pub audit: AuditConfig,
+    /// Peer gateways of other trust domains (another province's, the national one).
+    pub federation: FederationConfig,
     /// How often (seconds) the partner registry is re-read from the database, to pick up
     /// changes made by other replicas. Changes made through this gateway apply at once.
     /// Default 5.
@@ -88,6 +90,104 @@ pub struct TlsConfig {
 pub struct AuditConfig {
     /// Witnesses whose C2SP cosignature lines are checked and served with the checkpoints.
     pub witnesses: Vec<WitnessKey>,
+}
+
+/// Peer gateways: other federations whose anchors this gateway trusts for their gateway's
+/// connections only, and the regions whose leads go to them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FederationConfig {
+    /// Region codes or prefixes this gateway serves itself. Default `["50"]` (Chongqing).
+    /// A lead elsewhere is relayed to the peer owning its region, or refused.
+    pub regions: Vec<String>,
+    /// How often (seconds) each peer's log is witnessed. Default 10.
+    pub witness_every_secs: u64,
+    pub peers: Vec<PeerConfig>,
+}
+
+impl Default for FederationConfig {
+    fn default() -> Self {
+        Self {
+            regions: vec!["50".into()],
+            witness_every_secs: 10,
+            peers: Vec::new(),
+        }
+    }
+}
+
+impl FederationConfig {
+    /// Whether this gateway serves `region` itself.
+    pub fn serves(&self, region: &str) -> bool {
+        self.regions.iter().any(|r| region.starts_with(r.as_str()))
+    }
+
+    /// The peer owning `region`, if another gateway does.
+    pub fn owner(&self, region: &str) -> Option<&PeerConfig> {
+        if self.serves(region) {
+            return None;
+        }
+        self.peers.iter().find(|p| p.owns(region))
+    }
+}
+
+/// One peer gateway.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    /// The peer's partner id here (kind peer-gateway), e.g. `peer-sichuan`. Registered at
+    /// startup if missing.
+    pub partner: String,
+    /// Its display name. Default: the partner id.
+    #[serde(default)]
+    pub name: String,
+    /// The peer federation's trust domain: its partners' certificates carry
+    /// `spiffe://<trust_domain>/partner/<id>`.
+    pub trust_domain: String,
+    /// The peer federation's CA certificate (PEM): trusted for `certificate` and for checking
+    /// the certificates of the peer's partners whose envelopes it relays, nothing else.
+    pub ca: PathBuf,
+    /// The certificate (PEM) the peer gateway connects and signs relays with, issued by its own
+    /// CA to `spiffe://<trust_domain>/partner/<our id at the peer>`. Pinned like a partner's.
+    pub certificate: PathBuf,
+    /// Region codes or prefixes the peer owns (`51` for a whole province, `510104` for one
+    /// district): leads there are relayed to it.
+    #[serde(default)]
+    pub regions: Vec<String>,
+    /// The peer's address (`https://host:port`); unset when only the peer connects to us.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// The name the peer's server certificate is checked against. Default `localhost`.
+    #[serde(default = "default_server_name")]
+    pub server_name: String,
+    /// Our certificate and key at the peer (issued by our federation CA to
+    /// `spiffe://<our trust domain>/partner/<our id at the peer>`, client-auth): we connect to
+    /// the peer with it and sign what we relay to it.
+    #[serde(default)]
+    pub client_certificate: Option<PathBuf>,
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
+    /// Our cosigner key (Ed25519, PKCS#8 PEM; created when missing) for witnessing the peer's
+    /// evidence log: its checkpoints are checked for consistency and cosigned (C2SP
+    /// tlog-cosignature) every `federation.witness_every_secs`. The peer lists its verifier key
+    /// (`wagelink witness --print-key --key <file>`) in its `[[audit.witnesses]]`. Unset: this
+    /// gateway does not witness the peer.
+    #[serde(default)]
+    pub witness_key: Option<PathBuf>,
+    /// The peer's log verifier key, pinned by the witness. Unset: the key the peer announces
+    /// first is pinned (and kept in `<data_dir>/witness-<partner>.json`).
+    #[serde(default)]
+    pub log_key: Option<String>,
+}
+
+fn default_server_name() -> String {
+    "localhost".into()
+}
+
+impl PeerConfig {
+    /// Whether the peer owns `region` (a configured code or a prefix of it).
+    pub fn owns(&self, region: &str) -> bool {
+        self.regions.iter().any(|r| region.starts_with(r.as_str()))
+    }
 }
 
 /// A witness's cosigner key.
@@ -309,6 +409,7 @@ impl Default for Config {
             admin: AdminConfig::default(),
             telemetry: TelemetryConfig::default(),
             audit: AuditConfig::default(),
+            federation: FederationConfig::default(),
             registry_reload_secs: 5,
             shutdown_grace_secs: 30,
         }
@@ -373,12 +474,20 @@ impl Config {
         {
             *key = data_dir.join(&*key);
         }
-        for p in [
+        let mut paths = vec![
             &mut self.tls.ca,
             &mut self.tls.certificate,
             &mut self.tls.key,
             &mut self.log.key,
-        ] {
+        ];
+        for peer in &mut self.federation.peers {
+            paths.push(&mut peer.ca);
+            paths.push(&mut peer.certificate);
+            paths.extend(peer.client_certificate.as_mut());
+            paths.extend(peer.client_key.as_mut());
+            paths.extend(peer.witness_key.as_mut());
+        }
+        for p in paths {
             if p.is_relative() {
                 *p = data_dir.join(&*p);
             }
@@ -424,6 +533,39 @@ impl Config {
                 self.trust_domain
             )));
         }
+        let mut seen = std::collections::BTreeSet::new();
+        for peer in &self.federation.peers {
+            if !seen.insert(peer.partner.as_str()) {
+                return Err(ConfigError::Invalid(format!(
+                    "federation.peers names partner {:?} twice",
+                    peer.partner
+                )));
+            }
+            if peer.trust_domain == self.trust_domain {
+                return Err(ConfigError::Invalid(format!(
+                    "federation peer {:?} has this gateway's own trust domain {:?}; a peer is another federation",
+                    peer.partner, peer.trust_domain
+                )));
+            }
+            if let Some(r) = peer
+                .regions
+                .iter()
+                .find(|r| r.is_empty() || r.len() > 6 || !r.bytes().all(|b| b.is_ascii_digit()))
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "federation peer {:?}: region {r:?} must be 1 to 6 digits (a GB/T 2260 code or its prefix)",
+                    peer.partner
+                )));
+            }
+            if peer.address.is_some()
+                && (peer.client_certificate.is_none() || peer.client_key.is_none())
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "federation peer {:?} has an address but no client_certificate and client_key to connect with",
+                    peer.partner
+                )));
+            }
+        }
         Ok(())
     }
 
@@ -455,6 +597,68 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn peer(partner: &str, trust_domain: &str, regions: &[&str]) -> PeerConfig {
+        PeerConfig {
+            partner: partner.into(),
+            name: String::new(),
+            trust_domain: trust_domain.into(),
+            ca: "ca.pem".into(),
+            certificate: "peer.pem".into(),
+            regions: regions.iter().map(|r| r.to_string()).collect(),
+            address: None,
+            server_name: default_server_name(),
+            client_certificate: None,
+            client_key: None,
+            witness_key: None,
+            log_key: None,
+        }
+    }
+
+    #[test]
+    fn leads_outside_the_served_regions_go_to_the_peer_owning_them() {
+        let mut config = Config::default();
+        config.federation.peers = vec![
+            peer("peer-sichuan", "sc.example", &["51"]),
+            peer(
+                "peer-national",
+                "national.example",
+                &["1", "2", "3", "4", "6"],
+            ),
+        ];
+        config.validate().unwrap();
+        let f = &config.federation;
+        assert!(f.serves("500112") && f.owner("500112").is_none());
+        assert_eq!(f.owner("510104").unwrap().partner, "peer-sichuan");
+        assert_eq!(f.owner("110105").unwrap().partner, "peer-national");
+        assert!(f.owner("540102").is_none(), "Tibet: nobody");
+    }
+
+    #[test]
+    fn a_peer_configuration_is_checked() {
+        for (p, why) in [
+            (peer("peer-a", "wagelink.dev", &["51"]), "own trust domain"),
+            (peer("peer-a", "sc.example", &["5x"]), "1 to 6 digits"),
+            (
+                PeerConfig {
+                    address: Some("https://127.0.0.1:7443".into()),
+                    ..peer("peer-a", "sc.example", &["51"])
+                },
+                "no client_certificate",
+            ),
+        ] {
+            let mut config = Config::default();
+            config.federation.peers = vec![p];
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains(why), "{err}");
+        }
+        let mut config = Config::default();
+        config.federation.peers = vec![
+            peer("peer-a", "sc.example", &["51"]),
+            peer("peer-a", "gz.example", &["52"]),
+        ];
+        assert!(config.validate().unwrap_err().to_string().contains("twice"));
+    }
 
     #[test]
     fn an_unknown_key_is_named() {

@@ -21,6 +21,7 @@ pub mod cases;
 pub mod cli;
 pub mod config;
 pub mod envelope;
+pub mod federation;
 pub mod identity;
 pub mod layers;
 pub mod ledger;

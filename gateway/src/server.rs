@@ -232,7 +232,19 @@ pub async fn start(
             "the official holidays of {next_year} are not in gateway/data/holidays-cn: working-day clocks running into {next_year} count only weekends as days off; add {next_year}.json once the State Council publishes the schedule"
         );
     }
-    let tls = Arc::new(server_config(&config.tls, registry.clone())?);
+    let federation = Arc::new(
+        crate::federation::Federation::load(&config.federation, &config.trust_domain)
+            .map_err(|e| ServeError::Keys(e.to_string()))?,
+    );
+    federation
+        .register(&registry)
+        .await
+        .map_err(|e| ServeError::Keys(e.to_string()))?;
+    let tls = Arc::new(server_config(
+        &config.tls,
+        registry.clone(),
+        federation.chain_verifiers()?,
+    )?);
     let log = EvidenceLog::open(
         store.clone(),
         log_keys(config)?,
@@ -244,6 +256,7 @@ pub async fn start(
     let rules = ActiveRules::load(store.clone(), &rules_text, &configured)
         .await
         .map_err(|e| ServeError::Rules(e.to_string()))?;
+    rules.set_federation(federation.clone());
     let ca = federation_ca(config)?;
     let chain = crate::tls::chain_verifier(&config.tls.ca)?;
     let federation_ca_pem = std::fs::read_to_string(&config.tls.ca)
@@ -356,12 +369,34 @@ pub async fn start(
             config.banks.max_query_days.clamp(1, 3660) as i32,
         ))
         .max_decoding_message_size(limits.max_message_bytes);
-    let cases = pb::cases_server::CasesServer::new(CasesService::new(
+    let cases_service = Arc::new(CasesService::new(
         registry.clone(),
         log.clone(),
         rules.clone(),
-    ))
-    .max_decoding_message_size(limits.max_message_bytes);
+    ));
+    for index in 0..federation.peers.len() {
+        if federation.peers[index].config.address.is_some() {
+            tokio::spawn(crate::federation::link::witness(
+                federation.clone(),
+                index,
+                config.data_dir.clone(),
+                Duration::from_secs(config.federation.witness_every_secs.max(1)),
+                shutdown_rx.clone(),
+            ));
+            tokio::spawn(crate::federation::link::run(
+                crate::federation::link::Context {
+                    federation: federation.clone(),
+                    registry: registry.clone(),
+                    log: log.clone(),
+                    cases: cases_service.clone(),
+                },
+                index,
+                shutdown_rx.clone(),
+            ));
+        }
+    }
+    let cases = pb::cases_server::CasesServer::from_arc(cases_service)
+        .max_decoding_message_size(limits.max_message_bytes);
     let subscribers = Subscribers::default();
     let admin = pb::admin_server::AdminServer::new(AdminService::new(
         registry.clone(),
@@ -380,16 +415,19 @@ pub async fn start(
         Duration::from_secs(config.admin.expiry_scan_secs.max(1)),
         shutdown_rx.clone(),
     ));
-    let delivery = pb::delivery_server::DeliveryServer::new(DeliveryService::new(
-        registry.clone(),
-        log.clone(),
-        DeliveryPolicy {
-            redeliver_after: Duration::from_millis(config.delivery.redeliver_after_ms.max(1)),
-            max_attempts: config.delivery.max_attempts.max(1),
-        },
-        subscribers,
-        shutdown_rx.clone(),
-    ))
+    let delivery = pb::delivery_server::DeliveryServer::new(
+        DeliveryService::new(
+            registry.clone(),
+            log.clone(),
+            DeliveryPolicy {
+                redeliver_after: Duration::from_millis(config.delivery.redeliver_after_ms.max(1)),
+                max_attempts: config.delivery.max_attempts.max(1),
+            },
+            subscribers,
+            shutdown_rx.clone(),
+        )
+        .with_federation(federation.clone()),
+    )
     .max_decoding_message_size(limits.max_message_bytes);
     let mut witness_keys = std::collections::HashMap::new();
     for w in &config.audit.witnesses {

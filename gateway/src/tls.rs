@@ -98,14 +98,15 @@ pub fn chain_verifier(ca: &Path) -> Result<Arc<dyn ClientCertVerifier>, TlsError
 }
 
 /// The rustls server configuration: TLS 1.3 only, h2, client certificates mandatory and
-/// checked against the federation CA and the registry.
+/// checked against the federation CA (or, for a peer gateway, its own CA) and the registry.
 pub fn server_config(
     tls: &TlsConfig,
     registry: Arc<Registry>,
+    peers: crate::identity::PeerChains,
 ) -> Result<rustls::ServerConfig, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let chain = chain_verifier(&tls.ca)?;
-    let verifier = Arc::new(PartnerVerifier::new(chain, registry));
+    let verifier = Arc::new(PartnerVerifier::new(chain, registry).with_peers(peers));
     let key_pem = read(&tls.key)?;
     let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| TlsError::Pem {
         path: tls.key.display().to_string(),

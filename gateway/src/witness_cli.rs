@@ -133,6 +133,16 @@ pub struct Witness {
 }
 
 impl Witness {
+    /// A witness over an open channel, signing its envelopes as `sender` with `signer`.
+    pub fn over(channel: Channel, signer: Signer, sender: String, cosigner: Cosigner) -> Self {
+        Self {
+            channel,
+            signer,
+            sender,
+            cosigner,
+        }
+    }
+
     pub async fn connect(
         gateway: &str,
         server_name: &str,
@@ -241,7 +251,7 @@ impl Witness {
     }
 
     /// The note of the latest checkpoint, as evidence for an alarm.
-    async fn latest_note(&self) -> String {
+    pub async fn latest_note(&self) -> String {
         pb::audit_client::AuditClient::new(self.channel.clone())
             .get_checkpoint(pb::GetCheckpointRequest { tree_size: 0 })
             .await

@@ -133,6 +133,7 @@ async fn check(
             message_id: h.message_id,
             cursor: d.cursor,
             header_sha256: sha256(&env.header).to_vec(),
+            case_id: String::new(),
         };
         pb::delivery_client::DeliveryClient::new(channel.clone())
             .acknowledge(signer.seal(header(handler), &ack).unwrap())

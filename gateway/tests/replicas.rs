@@ -66,6 +66,7 @@ async fn three_replicas_lose_nothing_when_one_is_killed_mid_load() {
                     message_id: h.message_id,
                     cursor: d.cursor,
                     header_sha256: sha256(&env.header).to_vec(),
+                    case_id: String::new(),
                 };
                 let sealed = handler_signer.seal(header(handler), &ack).unwrap();
                 let _ = pb::delivery_client::DeliveryClient::new(handler_channel.clone())

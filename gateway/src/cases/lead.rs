@@ -148,6 +148,16 @@ fn length(field: &'static str, text: &str, max: usize) -> Result<(), LeadError> 
 
 /// Checks a lead against the rules every source must meet; `today` is the date in China.
 pub fn validate(lead: &pb::Lead, today: jiff::civil::Date) -> Result<RegionCode, LeadError> {
+    validate_in(lead, today, &|r: &RegionCode| r.is_local())
+}
+
+/// [`validate`] for a gateway that takes leads in the regions `accepted` allows (its own and
+/// its peers').
+pub fn validate_in(
+    lead: &pb::Lead,
+    today: jiff::civil::Date,
+    accepted: &dyn Fn(&RegionCode) -> bool,
+) -> Result<RegionCode, LeadError> {
     if lead.channel == pb::LeadChannel::Unspecified as i32
         || pb::LeadChannel::try_from(lead.channel).is_err()
     {
@@ -179,6 +189,15 @@ pub fn validate(lead: &pb::Lead, today: jiff::civil::Date) -> Result<RegionCode,
             ),
         )
     })?;
+    if !accepted(&region) {
+        return Err(bad(
+            "region_code",
+            format!(
+                "{} is neither a region this gateway serves nor one a peer gateway owns",
+                quoted(&lead.region_code)
+            ),
+        ));
+    }
     if !lead.occurred_on.is_empty() {
         date("occurred_on", &lead.occurred_on, today)?;
     }

@@ -61,6 +61,9 @@ pub struct Facts {
     pub leading_offices: Vec<String>,
     /// Partners told of a sanction beside those on the case (the credit system's keepers).
     pub sanction_notify: Vec<String>,
+    /// The peer gateway that relayed the case's lead: it receives every step, to mirror the
+    /// case on its side.
+    pub mirror: Option<String>,
 }
 
 /// What is being done to the case.

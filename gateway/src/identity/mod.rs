@@ -20,4 +20,4 @@ pub use partner::{
     RegionCode, VerifiedPartner, regions,
 };
 pub use registry::{KeyRefusal, Refusal, RefusalRecord, Registry, RegistryError};
-pub use verifier::PartnerVerifier;
+pub use verifier::{PartnerVerifier, PeerChains};

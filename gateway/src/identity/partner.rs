@@ -210,21 +210,49 @@ impl RegionCode {
         &self.0
     }
 
-    /// Whether this code stands for the whole city rather than one district or county.
+    /// Whether this code stands for a whole province-level unit (`500000`, the whole city of
+    /// Chongqing; `510000`, the whole of Sichuan) rather than one district or county.
     pub fn is_city(&self) -> bool {
-        self.0 == Self::CITY
+        self.0.ends_with("0000")
+    }
+
+    /// The province-level unit's two digits.
+    pub fn province(&self) -> &str {
+        &self.0[..2]
+    }
+
+    /// Whether the code is inside Chongqing (the official list this gateway ships).
+    pub fn is_local(&self) -> bool {
+        self.province() == &Self::CITY[..2]
     }
 }
+
+/// The two-digit province-level codes of GB/T 2260 (provinces, autonomous regions,
+/// municipalities, Taiwan, Hong Kong and Macao).
+const PROVINCES: [&str; 34] = [
+    "11", "12", "13", "14", "15", "21", "22", "23", "31", "32", "33", "34", "35", "36", "37", "41",
+    "42", "43", "44", "45", "46", "50", "51", "52", "53", "54", "61", "62", "63", "64", "65", "71",
+    "81", "82",
+];
 
 impl FromStr for RegionCode {
     type Err = PartnerError;
 
+    /// A Chongqing code must be on the official list; a code of another province (a peer
+    /// gateway's region) must have the GB/T 2260 form: six digits under a province-level code.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        regions()
-            .iter()
-            .find(|r| r.code.0 == s)
-            .map(|r| r.code.clone())
-            .ok_or_else(|| PartnerError::BadRegion(s.to_owned()))
+        if let Some(r) = regions().iter().find(|r| r.code.0 == s) {
+            return Ok(r.code.clone());
+        }
+        let other_province = s.len() == 6
+            && s.bytes().all(|b| b.is_ascii_digit())
+            && !s.starts_with(&Self::CITY[..2])
+            && PROVINCES.contains(&&s[..2]);
+        if other_province {
+            Ok(RegionCode(s.to_owned()))
+        } else {
+            Err(PartnerError::BadRegion(s.to_owned()))
+        }
     }
 }
 
@@ -242,9 +270,12 @@ pub struct Jurisdiction {
 }
 
 impl Jurisdiction {
-    /// Whether the jurisdiction covers a region: the city code covers every district and county.
+    /// Whether the jurisdiction covers a region: the city code covers every district and county
+    /// (a province-level code, every code of its province).
     pub fn covers(&self, region: &RegionCode) -> bool {
-        self.regions.iter().any(|r| r == region || r.is_city())
+        self.regions
+            .iter()
+            .any(|r| r == region || (r.is_city() && r.province() == region.province()))
     }
 }
 
@@ -285,6 +316,32 @@ pub struct VerifiedPartner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn region_codes_of_chongqing_come_from_the_list_and_others_by_form() {
+        assert!("500112".parse::<RegionCode>().is_ok());
+        // Chongqing codes must be on the official list.
+        assert!("509999".parse::<RegionCode>().is_err());
+        // Another province's code (a peer gateway's region) is checked by form.
+        let chengdu: RegionCode = "510104".parse().unwrap();
+        assert!(!chengdu.is_local() && !chengdu.is_city());
+        for bad in ["990101", "51010", "5101041", "51a104", ""] {
+            assert!(bad.parse::<RegionCode>().is_err(), "{bad}");
+        }
+        // A province-level code covers its own province only.
+        let city = Jurisdiction {
+            regions: [RegionCode::CITY.parse().unwrap()].into(),
+            industry: None,
+        };
+        assert!(city.covers(&"500112".parse().unwrap()));
+        assert!(!city.covers(&chengdu));
+        let sichuan = Jurisdiction {
+            regions: ["510000".parse().unwrap()].into(),
+            industry: None,
+        };
+        assert!(sichuan.covers(&chengdu));
+        assert!(!sichuan.covers(&"500112".parse().unwrap()));
+    }
 
     #[test]
     fn partner_ids_are_checked() {

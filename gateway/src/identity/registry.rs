@@ -51,6 +51,10 @@ pub enum RegistryError {
     Partner(#[from] super::partner::PartnerError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(
+        "the peer gateway's certificate names partner {named}, but the peer is configured as {peer}; its SAN URI must name the id this gateway knows it by"
+    )]
+    PeerMismatch { named: PartnerId, peer: PartnerId },
 }
 
 #[derive(Debug, Default)]
@@ -353,6 +357,37 @@ impl Registry {
         self.store.insert_certificate(&facts, der).await?;
         self.reload().await?;
         Ok(facts)
+    }
+
+    /// Pins a peer gateway's certificate, issued by the peer's own CA for `trust_domain`, to
+    /// the peer partner `peer` (its SAN must name it). Pinning it again changes nothing.
+    pub async fn register_peer_certificate(
+        &self,
+        der: &[u8],
+        trust_domain: &str,
+        peer: &PartnerId,
+    ) -> Result<certificate::CertificateFacts, RegistryError> {
+        let facts = certificate::inspect(der, trust_domain)?;
+        if &facts.partner_id != peer {
+            return Err(RegistryError::PeerMismatch {
+                named: facts.partner_id,
+                peer: peer.clone(),
+            });
+        }
+        if self.current().certificates.contains_key(&facts.sha256) {
+            return Ok(facts);
+        }
+        self.store.insert_certificate(&facts, der).await?;
+        self.reload().await?;
+        Ok(facts)
+    }
+
+    /// The DER of a registered certificate.
+    pub fn certificate_der(&self, sha256: &str) -> Option<Vec<u8>> {
+        self.current()
+            .certificates
+            .get(sha256)
+            .map(|c| c.der.clone())
     }
 
     /// Revokes a certificate by its SHA-256; new handshakes with it are refused at once.

@@ -10,18 +10,51 @@ use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Error, SignatureScheme};
 
+use super::partner::PartnerId;
 use super::registry::{Refusal, Registry};
+
+/// Each peer gateway with the chain check of its own federation's CA.
+pub type PeerChains = Vec<(PartnerId, Arc<dyn ClientCertVerifier>)>;
 
 /// A [`ClientCertVerifier`] that accepts exactly the registered, active partners.
 #[derive(Debug)]
 pub struct PartnerVerifier {
     chain: Arc<dyn ClientCertVerifier>,
     registry: Arc<Registry>,
+    /// Peer gateways' federation CAs, each trusted for that peer's own certificate only.
+    peers: PeerChains,
 }
 
 impl PartnerVerifier {
     pub fn new(chain: Arc<dyn ClientCertVerifier>, registry: Arc<Registry>) -> Self {
-        Self { chain, registry }
+        Self {
+            chain,
+            registry,
+            peers: Vec::new(),
+        }
+    }
+
+    /// Also accepts certificates under each peer's CA, for that peer gateway only.
+    pub fn with_peers(mut self, peers: PeerChains) -> Self {
+        self.peers = peers;
+        self
+    }
+
+    /// The peer whose CA the certificate chains to, if it does not chain to ours.
+    fn peer_chain(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Option<&PartnerId> {
+        self.peers
+            .iter()
+            .find(|(_, chain)| {
+                chain
+                    .verify_client_cert(end_entity, intermediates, now)
+                    .is_ok()
+            })
+            .map(|(id, _)| id)
     }
 }
 
@@ -49,29 +82,45 @@ impl ClientCertVerifier for PartnerVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, Error> {
+        let mut only: Option<&PartnerId> = None;
         if let Err(err) = self
             .chain
             .verify_client_cert(end_entity, intermediates, now)
         {
-            let sha256 = super::certificate::fingerprint(end_entity);
-            let refusal = match &err {
-                Error::InvalidCertificate(CertificateError::Expired)
-                | Error::InvalidCertificate(CertificateError::ExpiredContext { .. }) => {
-                    Refusal::Expired { sha256 }
-                }
-                Error::InvalidCertificate(CertificateError::NotValidYet)
-                | Error::InvalidCertificate(CertificateError::NotValidYetContext { .. }) => {
-                    Refusal::NotYetValid { sha256 }
-                }
-                other => Refusal::Chain(other.to_string()),
-            };
-            self.registry.record_refusal(refusal);
-            return Err(err);
+            if let Some(peer) = self.peer_chain(end_entity, intermediates, now) {
+                only = Some(peer);
+            } else {
+                let sha256 = super::certificate::fingerprint(end_entity);
+                let refusal = match &err {
+                    Error::InvalidCertificate(CertificateError::Expired)
+                    | Error::InvalidCertificate(CertificateError::ExpiredContext { .. }) => {
+                        Refusal::Expired { sha256 }
+                    }
+                    Error::InvalidCertificate(CertificateError::NotValidYet)
+                    | Error::InvalidCertificate(CertificateError::NotValidYetContext { .. }) => {
+                        Refusal::NotYetValid { sha256 }
+                    }
+                    other => Refusal::Chain(other.to_string()),
+                };
+                self.registry.record_refusal(refusal);
+                return Err(err);
+            }
         }
         match self
             .registry
             .check(end_entity.as_ref(), now.as_secs() as i64)
         {
+            // A peer's CA vouches for that peer gateway and for nobody else here.
+            Ok(p) if only.is_some_and(|peer| *peer != p.id) => {
+                let refusal = Refusal::Chain(format!(
+                    "the certificate chains to the CA of peer gateway {} but is registered to {}; a peer's CA is trusted for that peer only",
+                    only.map(|p| p.as_str()).unwrap_or_default(),
+                    p.id
+                ));
+                let err = alert(&refusal);
+                self.registry.record_refusal(refusal);
+                Err(err)
+            }
             Ok(_) => Ok(ClientCertVerified::assertion()),
             Err(refusal) => {
                 let err = alert(&refusal);

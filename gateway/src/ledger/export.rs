@@ -145,6 +145,14 @@ pub async fn export(
             der: B64.encode(&c.der),
         })?;
     }
+    // Other federations' partners whose envelopes a peer gateway relayed here.
+    for c in store.foreign_certificates().await? {
+        line(&Record::Certificate {
+            sha256: c.sha256,
+            partner_id: c.partner_id,
+            der: B64.encode(&c.der),
+        })?;
+    }
     let mut next = 0;
     while next < tree_size {
         let to = (next + 1000).min(tree_size);
@@ -340,10 +348,18 @@ fn check_entry(
     let bad = |why: String| Fault::Entry { index, why };
     let body = pb::EntryBody::decode(entry)
         .map_err(|e| bad(format!("does not decode as wagelink.v1.EntryBody: {e}")))?;
-    let (header_bytes, signatures, digest) = match body.kind {
-        Some(pb::entry_body::Kind::Accepted(a)) => (a.header, a.signatures, a.payload_sha256),
-        Some(pb::entry_body::Kind::Acknowledged(a)) => (a.header, a.signatures, a.payload_sha256),
-        Some(pb::entry_body::Kind::Admin(a)) => (a.header, a.signatures, a.payload_sha256),
+    // A relayed envelope also carries the signature of the peer gateway that submitted it.
+    let (header_bytes, signatures, digest, relayed_by) = match body.kind {
+        Some(pb::entry_body::Kind::Accepted(a)) => (
+            a.header,
+            a.signatures,
+            a.payload_sha256,
+            Some(a.submitted_by),
+        ),
+        Some(pb::entry_body::Kind::Acknowledged(a)) => {
+            (a.header, a.signatures, a.payload_sha256, None)
+        }
+        Some(pb::entry_body::Kind::Admin(a)) => (a.header, a.signatures, a.payload_sha256, None),
         None => return Err(bad("has no kind".into())),
     };
     let header = pb::Header::decode(header_bytes.as_slice())
@@ -364,7 +380,7 @@ fn check_entry(
                 s.keyid
             ))
         })?;
-        if owner != &header.sender {
+        if owner != &header.sender && relayed_by.as_ref() != Some(owner) {
             return Err(bad(format!(
                 "it claims sender {} but is signed with a certificate of {owner}",
                 header.sender

@@ -110,6 +110,11 @@ pub enum Effect {
     Admin(Box<AdminChange>),
     /// A witness's cosignature of the checkpoint of `tree_size` (its note line, or empty).
     Cosign { tree_size: u64, line: String },
+    /// Links peer gateway `peer`'s case `remote_case_id` to the entry's case.
+    MapCase {
+        peer: String,
+        remote_case_id: String,
+    },
 }
 
 /// What a bank's envelope reports.
@@ -680,10 +685,22 @@ async fn case_change(
                     )))));
                 };
                 return Ok(Some(machine::act(&mut record.view, input, now).map(
-                    |step| CaseChange {
-                        record,
-                        new: false,
-                        step,
+                    |mut step| {
+                        if let Some(peer) = &input.facts.mirror
+                            && peer != &input.actor.id
+                            && !step.routed_to.iter().any(|r| &r.partner_id == peer)
+                        {
+                            step.routed_to.push(pb::Routing {
+                                partner_id: peer.clone(),
+                                role: pb::RoutingRole::Recipient as i32,
+                                ..Default::default()
+                            });
+                        }
+                        CaseChange {
+                            record,
+                            new: false,
+                            step,
+                        }
                     },
                 )));
             }
@@ -693,7 +710,8 @@ async fn case_change(
             | Effect::Answers { .. }
             | Effect::Warning { .. }
             | Effect::Admin(_)
-            | Effect::Cosign { .. } => {}
+            | Effect::Cosign { .. }
+            | Effect::MapCase { .. } => {}
         }
     }
     Ok(None)
@@ -1051,6 +1069,13 @@ async fn decide(
                     tx.insert_cosignature(*tree_size, key.0, line, index)
                         .await?
                 }
+                Effect::MapCase {
+                    peer,
+                    remote_case_id,
+                } if !remote_case_id.is_empty() && !case_id.is_empty() => {
+                    tx.map_case(peer, remote_case_id, &case_id).await?
+                }
+                Effect::MapCase { .. } => {}
                 Effect::OpenCase(_)
                 | Effect::Case(_)
                 | Effect::Accounts(_)

@@ -286,13 +286,22 @@ pub fn partner_dir(data_dir: &Path, id: &str) -> PathBuf {
 /// Creates the dev data directory if it has no configuration yet; returns its configuration
 /// and whether it was created now.
 pub fn prepare(data_dir: &Path) -> Result<(Config, bool), DevError> {
+    prepare_with(data_dir, &Config::default().trust_domain)
+}
+
+/// [`prepare`] for a federation of another trust domain (a peer gateway's, in tests and
+/// drills).
+pub fn prepare_with(data_dir: &Path, trust_domain: &str) -> Result<(Config, bool), DevError> {
     let config_path = data_dir.join("wagelink.toml");
     if config_path.exists() {
         let config = Config::load(&config_path)?;
         ensure_log_key(&config)?;
         return Ok((config, false));
     }
-    let mut config = Config::default();
+    let mut config = Config {
+        trust_domain: trust_domain.to_owned(),
+        ..Config::default()
+    };
     // The dev CA's key is on disk anyway: let the gateway issue from CSRs and sign CRLs.
     config.tls.ca_key = Some(PathBuf::from("pki/federation-ca.key"));
     let trust_domain = config.trust_domain.clone();

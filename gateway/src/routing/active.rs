@@ -22,6 +22,8 @@ pub enum ActiveRulesError {
 pub struct ActiveRules {
     store: Store,
     current: RwLock<Arc<RuleSet>>,
+    /// The peer gateways owning the regions this gateway does not serve (set once at start).
+    federation: std::sync::OnceLock<Arc<crate::federation::Federation>>,
 }
 
 /// Lowercase hex SHA-256 of a rules text: its identity among versions.
@@ -78,7 +80,18 @@ impl ActiveRules {
         Ok(Arc::new(Self {
             store,
             current: RwLock::new(Arc::new(rules)),
+            federation: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// Sets the peer gateways leads outside this gateway's regions go to (once, at start).
+    pub fn set_federation(&self, federation: Arc<crate::federation::Federation>) {
+        let _ = self.federation.set(federation);
+    }
+
+    /// The peer gateways; none (and Chongqing served here) when not set.
+    pub fn federation(&self) -> Arc<crate::federation::Federation> {
+        self.federation.get().cloned().unwrap_or_default()
     }
 
     /// The rules in force now.

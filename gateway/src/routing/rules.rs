@@ -191,6 +191,13 @@ pub(super) struct DefaultsView {
     pub clocks: Clocks,
 }
 
+impl RuleSet {
+    /// The clocks of leads no rule gives clocks of their own (and of leads relayed to a peer).
+    pub fn default_clocks(&self) -> Clocks {
+        self.defaults.clocks
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileRule {
@@ -393,9 +400,9 @@ mod tests {
                 "names no handler",
             ),
             (
-                "version = 1\n[[rule]]\nid = \"a\"\nwhen.regions = [\"123456\"]\nhandler = \"hrss-1\"\n",
+                "version = 1\n[[rule]]\nid = \"a\"\nwhen.regions = [\"509999\"]\nhandler = \"hrss-1\"\n",
                 3,
-                "123456",
+                "509999",
             ),
             (
                 "version = 1\n[[rule]]\nid = \"a\"\ncopies = [\"Police_1\"]\nhandler = \"hrss-1\"\n",

@@ -520,8 +520,8 @@ async fn raise(
     rules: &RuleSet,
     w: &Warning,
 ) -> Result<(), String> {
-    let decision =
-        super::cases::route_lead(rules, registry, &w.lead).map_err(|s| s.message().to_owned())?;
+    let decision = super::cases::route_lead(rules, &Default::default(), registry, &w.lead)
+        .map_err(|s| s.message().to_owned())?;
     let effects = vec![
         super::cases::opening(&decision, &w.lead),
         Effect::Warning {

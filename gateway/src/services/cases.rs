@@ -20,6 +20,7 @@ use wagelink_proto::v1 as pb;
 use super::status::store_unavailable;
 use crate::cases::machine::{self, Actor, Facts, Input, Opening, Reroute, StepInput};
 use crate::envelope;
+use crate::federation::Federation;
 use crate::identity::{
     PartnerId, PartnerKind, PartnerStatus, RegionCode, Registry, VerifiedPartner,
 };
@@ -80,7 +81,12 @@ impl CasesService {
 
     /// Checks a lead and decides where it goes.
     fn route(&self, lead: &pb::Lead) -> Result<Decision, Status> {
-        route_lead(&self.rules.current(), &self.registry, lead)
+        route_lead(
+            &self.rules.current(),
+            &self.rules.federation(),
+            &self.registry,
+            lead,
+        )
     }
 
     /// Where a case returned by its holder goes now: the rules again, without the partners that
@@ -163,6 +169,9 @@ impl CasesService {
         let region = case.view.region_code.as_str();
         let mut facts = Facts {
             leading_offices: leading_offices(&self.registry, region),
+            mirror: (active_kind(&self.registry, &case.view.source)
+                == Some(PartnerKind::PeerGateway))
+            .then(|| case.view.source.clone()),
             ..Facts::default()
         };
         use pb::case_action::Action as A;
@@ -268,13 +277,74 @@ impl CasesService {
     }
 }
 
+impl CasesService {
+    /// Logs a lead a peer gateway relayed (its originator's and the peer's signatures already
+    /// checked): routed by the rules here — never on to another peer — and linked to the case
+    /// it opened at the peer. Returns this gateway's receipt.
+    pub async fn relayed_lead(
+        &self,
+        peer: &VerifiedPartner,
+        mut accepted: crate::ledger::log::Accepted,
+        lead: &pb::Lead,
+        remote_case_id: &str,
+    ) -> Result<pb::SignedEnvelope, Status> {
+        let seen = self
+            .log
+            .store()
+            .envelope_seen(peer.id.as_str(), &accepted.header.message_id)
+            .await
+            .map_err(store_unavailable)?;
+        if !seen {
+            let decision = self.route(lead)?;
+            if active_kind(&self.registry, &decision.handler) == Some(PartnerKind::PeerGateway) {
+                return Err(Status::failed_precondition(format!(
+                    "region {} is not served here but by peer gateway {}; a relayed lead is not relayed again",
+                    lead.region_code, decision.handler
+                )));
+            }
+            accepted.routed_to = routing(&decision);
+            accepted.effects = vec![
+                opening(&decision, lead),
+                Effect::MapCase {
+                    peer: peer.id.to_string(),
+                    remote_case_id: remote_case_id.to_owned(),
+                },
+            ];
+        }
+        Ok(super::record(&self.log, accepted)
+            .await?
+            .into_inner()
+            .receipt
+            .unwrap_or_default())
+    }
+
+    /// Mirrors a step a peer gateway relayed on the case `local_case_id` linked to its own: the
+    /// peer acts as the role it has here (the holder of a case relayed to it, the source of a
+    /// case it relayed here).
+    pub async fn relayed_step(
+        &self,
+        peer: VerifiedPartner,
+        mut accepted: crate::ledger::log::Accepted,
+        mut action: pb::CaseAction,
+        local_case_id: String,
+    ) -> Result<pb::SignedEnvelope, Status> {
+        action.case_id = local_case_id.clone();
+        accepted.header.subject = local_case_id.clone();
+        let response = self
+            .step(peer, accepted, local_case_id, Input::Action(action))
+            .await?;
+        Ok(response.into_inner().receipt.unwrap_or_default())
+    }
+}
+
 /// Where `lead` would go under rules `version` (0 = the active one); nothing is stored.
 pub(crate) async fn dry_run(
-    rules: &ActiveRules,
+    active: &ActiveRules,
     registry: &Registry,
     lead: Option<pb::Lead>,
     version: u32,
 ) -> Result<pb::DryRunRouteResponse, Status> {
+    let rules = active;
     let Some(rules) = rules.version(version).await.map_err(|e| {
         tracing::error!(error = %e, "reading a rules version failed");
         Status::unavailable("the gateway's storage is unavailable; retry shortly")
@@ -286,7 +356,7 @@ pub(crate) async fn dry_run(
         )));
     };
     let lead = lead.ok_or_else(|| Status::invalid_argument("give the lead to route in `lead`"))?;
-    let d = route_lead(&rules, registry, &lead)?;
+    let d = route_lead(&rules, &active.federation(), registry, &lead)?;
     Ok(pb::DryRunRouteResponse {
         handler: d.handler.clone(),
         co_handlers: d.with_role(Role::CoHandler),
@@ -304,11 +374,33 @@ pub(crate) async fn dry_run(
 #[tracing::instrument(name = "route", skip_all, fields(rules_version = rules.version, region = %lead.region_code))]
 pub(crate) fn route_lead(
     rules: &RuleSet,
+    federation: &Federation,
     registry: &Registry,
     lead: &pb::Lead,
 ) -> Result<Decision, Status> {
-    crate::cases::lead::validate(lead, crate::cases::china_today())
-        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+    crate::cases::lead::validate_in(lead, crate::cases::china_today(), &|r| {
+        federation.accepts(r.as_str())
+    })
+    .map_err(|e| Status::invalid_argument(e.to_string()))?;
+    // A lead in a region another gateway owns goes to that peer, which routes it there.
+    if let Some(peer) = federation.owner(&lead.region_code) {
+        let rule_id = format!("federation:{}", peer.id);
+        return Ok(Decision {
+            version: rules.version,
+            rule_id: rule_id.clone(),
+            handler: peer.id.to_string(),
+            recipients: vec![crate::routing::Recipient {
+                partner: peer.id.to_string(),
+                role: Role::Handler,
+                rule_id,
+            }],
+            clocks: rules.default_clocks(),
+            explanation: vec![format!(
+                "region {} is owned by peer gateway {} ({}): relayed there",
+                lead.region_code, peer.id, peer.config.trust_domain
+            )],
+        });
+    }
     rules
         .route(&Lead::from_proto(lead), |id| {
             active_kind(registry, id).is_some()

@@ -15,7 +15,8 @@ use wagelink_proto::v1 as pb;
 
 use super::status::store_unavailable;
 use crate::envelope;
-use crate::identity::Registry;
+use crate::federation::Federation;
+use crate::identity::{PartnerKind, Registry};
 use crate::layers::authenticate::partner;
 use crate::ledger::log::{Effect, EntryKind, EvidenceLog};
 use crate::store::{MailboxRow, Store};
@@ -95,6 +96,7 @@ pub struct DeliveryService {
     log: Arc<EvidenceLog>,
     policy: DeliveryPolicy,
     subscribers: Subscribers,
+    federation: Arc<Federation>,
     /// Becomes true when the gateway shuts down: streams end so shutdown can complete.
     shutdown: tokio::sync::watch::Receiver<bool>,
 }
@@ -112,8 +114,54 @@ impl DeliveryService {
             log,
             policy,
             subscribers,
+            federation: Arc::default(),
             shutdown,
         }
+    }
+
+    /// The peer gateways, whose deliveries carry this gateway's relay signature.
+    pub fn with_federation(mut self, federation: Arc<Federation>) -> Self {
+        self.federation = federation;
+        self
+    }
+}
+
+/// What a peer gateway's stream adds to each delivery: the relay signature and the signers'
+/// certificates.
+struct Relay {
+    federation: Arc<Federation>,
+    registry: Arc<Registry>,
+    /// The gateway's own certificate (DER), which signs the messages it makes.
+    gateway_der: Vec<u8>,
+}
+
+impl Relay {
+    fn apply(
+        &self,
+        partner: &str,
+        mut d: pb::MailboxDelivery,
+    ) -> Result<pb::MailboxDelivery, Status> {
+        let Some(peer) = self.federation.peer(partner) else {
+            return Ok(d);
+        };
+        if let Some(envelope) = d.envelope.as_mut() {
+            let gateway_keyid = crate::identity::fingerprint(&self.gateway_der);
+            d.signer_certificates = peer
+                .relay(envelope, |keyid| {
+                    if keyid == gateway_keyid {
+                        Some(self.gateway_der.clone())
+                    } else {
+                        self.registry.certificate_der(keyid)
+                    }
+                })
+                .map_err(|e| {
+                    tracing::error!(peer = partner, error = %e, "cannot relay to a peer gateway");
+                    Status::failed_precondition(format!(
+                        "this gateway cannot relay to peer gateway {partner}: {e}"
+                    ))
+                })?;
+        }
+        Ok(d)
     }
 }
 
@@ -220,6 +268,7 @@ async fn delivery(
         attempt,
         enqueued_at: Some(super::convert::timestamp(row.enqueued_at)),
         traceparent,
+        signer_certificates: Vec::new(),
     })
 }
 
@@ -284,6 +333,8 @@ struct Feed {
     out: mpsc::Sender<Result<pb::MailboxDelivery, Status>>,
     /// Counted among the partner's open streams while the feed runs.
     open: OpenStream,
+    /// For a peer gateway's stream.
+    relay: Option<Relay>,
 }
 
 fn now_ms() -> i64 {
@@ -319,6 +370,7 @@ async fn run_feed(feed: Feed, stream: &str) {
         shutdown,
         out,
         open: _open,
+        relay,
     } = feed;
     let store = log.store().clone();
     let redeliver_ms = policy.redeliver_after.as_millis().min(i64::MAX as u128) as i64;
@@ -353,7 +405,10 @@ async fn run_feed(feed: Feed, stream: &str) {
                 tracing::warn!(partner = %partner, cursor = c.row.cursor, "message dead-lettered after too many delivery attempts");
                 continue;
             }
-            let message = delivery(&log, &partner, &c.row, c.row.attempts).await;
+            let mut message = delivery(&log, &partner, &c.row, c.row.attempts).await;
+            if let Some(relay) = &relay {
+                message = message.and_then(|d| relay.apply(&partner, d));
+            }
             if out.send(message).await.is_err() {
                 return;
             }
@@ -404,6 +459,16 @@ impl pb::delivery_server::Delivery for DeliveryService {
             shutdown: self.shutdown.clone(),
             out: tx,
             open: self.subscribers.open(me.id.as_str()),
+            relay: (me.kind == PartnerKind::PeerGateway).then(|| Relay {
+                federation: self.federation.clone(),
+                registry: self.registry.clone(),
+                gateway_der: crate::tls::pem_certificates(
+                    self.log.keys().gateway_certificate_pem.as_bytes(),
+                )
+                .ok()
+                .and_then(|c| c.into_iter().next())
+                .unwrap_or_default(),
+            }),
         }));
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),
@@ -441,8 +506,11 @@ impl pb::delivery_server::Delivery for DeliveryService {
                 .ok()
                 .and_then(|b| b.kind)
             {
-                Some(pb::entry_body::Kind::Accepted(a)) => (a.header, a.case_id, true),
-                Some(pb::entry_body::Kind::Acknowledged(a)) => (a.header, String::new(), false),
+                // A relayed envelope's proof of delivery goes to the peer that relayed it.
+                Some(pb::entry_body::Kind::Accepted(a)) => {
+                    (a.header, a.case_id, Some(a.submitted_by))
+                }
+                Some(pb::entry_body::Kind::Acknowledged(a)) => (a.header, String::new(), None),
                 _ => {
                     return Err(Status::internal(
                         "the acknowledged message is neither an envelope nor an acknowledgement",
@@ -467,14 +535,25 @@ impl pb::delivery_server::Delivery for DeliveryService {
             delivered_log_index: log_index,
             cursor: ack.cursor,
         };
-        let original_sender = header.sender.clone();
         verified.accepted.case_id = case_id;
         verified.accepted.effects = vec![Effect::Acknowledge {
             partner: me.id.to_string(),
             cursor: ack.cursor,
         }];
-        // The original sender's proof of delivery (not for the gateway's own envelopes).
-        if tell_sender && original_sender != self.log.keys().gateway_id {
+        // A peer gateway names the case a relayed lead opened on its side.
+        if me.kind == PartnerKind::PeerGateway && !ack.case_id.is_empty() {
+            verified.accepted.effects.push(Effect::MapCase {
+                peer: me.id.to_string(),
+                remote_case_id: ack.case_id.clone(),
+            });
+        }
+        // The original sender's proof of delivery (not for envelopes a gateway made, this one or
+        // a peer).
+        let gateway_id = &self.log.keys().gateway_id;
+        if let Some(original_sender) = tell_sender
+            && &original_sender != gateway_id
+            && &header.sender != gateway_id
+        {
             verified
                 .accepted
                 .effects

@@ -9,6 +9,7 @@
 mod accounts;
 mod admin;
 mod cases;
+mod federation;
 mod ledger;
 mod partners;
 mod reports;
@@ -26,6 +27,7 @@ use thiserror::Error;
 pub use accounts::{AccountRow, EventRow, RelayRow};
 pub use admin::{MailboxCounts, NewRules, RulesVersionRow};
 pub use cases::{CaseFilter, CaseRecord};
+pub use federation::ForeignCertificate;
 pub use ledger::{LedgerTx, MailboxRow, Notice, PriorEnvelope, StoredCheckpoint, StoredEntry};
 pub use partners::{CertificateRecord, CertificateStatus};
 
