@@ -486,7 +486,48 @@ async fn a_lead_crosses_to_the_peer_and_its_feedback_comes_back() {
         assert_eq!(view.state(), pb::CaseState::FedBack, "{:?}", view.history);
         assert_eq!(view.holder, "peer-sichuan");
 
-        // A certificate of Sichuan's CA is trusted in Chongqing for the peer gateway only.
+        // A certificate of Sichuan's CA is trusted in Chongqing for the peer gateway only: one
+        // naming a Chongqing partner, even pinned to it, is refused at the handshake.
+        let forged = sc
+            .ca()
+            .issue_partner(
+                "wagelink.dev",
+                &LeafSpec::valid_for_days("hrss-500112".parse().unwrap(), "forged", 30),
+            )
+            .unwrap();
+        cq.running
+            .registry
+            .register_certificate(&forged.der)
+            .await
+            .unwrap();
+        assert!(
+            wagelink_tests::who_am_i(
+                client::connect(
+                    &cq.address(),
+                    &Credentials {
+                        ca_pem: std::fs::read(cq.config.data_dir.join("pki/federation-ca.pem"))
+                            .unwrap(),
+                        cert_pem: forged.cert_pem.into_bytes(),
+                        key_pem: forged.key_pem.into_bytes(),
+                    }
+                )
+                .await
+                .unwrap()
+            )
+            .await
+            .is_err(),
+            "a Chongqing partner's certificate from Sichuan's CA is refused"
+        );
+        assert!(
+            cq.running
+                .registry
+                .recent_refusals()
+                .iter()
+                .any(|r| r.refusal.to_string().contains("trusted for that peer only")),
+            "{:?}",
+            cq.running.registry.recent_refusals()
+        );
+
         assert!(
             wagelink_tests::who_am_i(
                 client::connect(

@@ -125,15 +125,20 @@ pub fn check(
             bank.id
         )));
     }
-    let region: RegionCode = e.region_code.parse().map_err(|_| {
-        c.bad(
-            "region_code",
-            format!(
-                "{:?} is not a code of regions-chongqing.csv",
-                cut(&e.region_code)
-            ),
-        )
-    })?;
+    let region: RegionCode = e
+        .region_code
+        .parse()
+        .ok()
+        .filter(RegionCode::is_local)
+        .ok_or_else(|| {
+            c.bad(
+                "region_code",
+                format!(
+                    "{:?} is not a code of regions-chongqing.csv",
+                    cut(&e.region_code)
+                ),
+            )
+        })?;
     if region.is_city() {
         return Err(c.bad(
             "region_code",

@@ -15,7 +15,7 @@ use wagelink_proto::v1 as pb;
 
 use super::{Federation, Peer};
 use crate::identity::{PartnerStatus, Registry, VerifiedPartner, fingerprint};
-use crate::ledger::log::{Accepted, Effect, EntryKind, EvidenceLog};
+use crate::ledger::log::{Accepted, EntryKind, EvidenceLog};
 use crate::services::cases::CasesService;
 
 /// What a link works with.
@@ -174,15 +174,12 @@ async fn session(ctx: &Context, peer: &Peer) -> Result<(), String> {
         .await
         .map_err(|s| format!("the stream ended: {}", s.message()))?
     {
-        let case_id = match ingest(ctx, peer, &d).await {
-            Ok(case_id) => case_id,
-            Err(e) => {
-                // Not acknowledged: the peer delivers it again, and dead-letters it (alerting
-                // its operators) if it never fits here.
-                tracing::warn!(peer = %peer.id, cursor = d.cursor, error = %e, "a relayed message was not taken");
-                continue;
-            }
-        };
+        // A message not taken is not acknowledged, and the session ends so the peer sends it
+        // again before anything after it (per case, order matters); the peer dead-letters it,
+        // alerting its operators, if it never fits here.
+        let case_id = ingest(ctx, peer, &d)
+            .await
+            .map_err(|e| format!("message {} was not taken: {e}", d.cursor))?;
         acknowledge(&mut delivery, peer, &d, case_id).await?;
     }
     Err("the peer ended the stream".into())
@@ -270,8 +267,10 @@ pub async fn ingest(ctx: &Context, peer: &Peer, d: &pb::MailboxDelivery) -> Resu
             .iter()
             .find(|c| fingerprint(c) == s.keyid)
             .ok_or_else(|| format!("no certificate came with signature keyid {}", s.keyid))?;
+        // Valid when the sender signed: a relay may come after the certificate expired.
+        let signed_at = header.created_at.map_or(now, |t| t.seconds);
         let cert = peer
-            .check_foreign(der, now)
+            .check_foreign(der, signed_at)
             .map_err(|e| format!("the certificate of keyid {}: {e}", s.keyid))?;
         if cert.partner_id != header.sender {
             return Err(format!(
@@ -319,13 +318,6 @@ pub async fn ingest(ctx: &Context, peer: &Peer, d: &pb::MailboxDelivery) -> Resu
         kind: EntryKind::Accepted,
         traceparent: (!d.traceparent.is_empty()).then(|| d.traceparent.clone()),
     };
-    let store = ctx.log.store();
-    let local_case = |remote: String| async move {
-        store
-            .local_case(peer.id.as_str(), &remote)
-            .await
-            .map_err(|e| e.to_string())
-    };
     if header.payload_type == pb::Lead::full_name() {
         let lead = pb::Lead::decode(envelope.payload.as_slice())
             .map_err(|e| format!("the lead does not decode: {e}"))?;
@@ -347,12 +339,7 @@ pub async fn ingest(ctx: &Context, peer: &Peer, d: &pb::MailboxDelivery) -> Resu
     if header.payload_type == pb::CaseAction::full_name() {
         let action = pb::CaseAction::decode(envelope.payload.as_slice())
             .map_err(|e| format!("the case action does not decode: {e}"))?;
-        let local = local_case(action.case_id.clone()).await?.ok_or_else(|| {
-            format!(
-                "case {} of peer {} is linked to no case here yet",
-                action.case_id, peer.id
-            )
-        })?;
+        let local = linked_case(ctx, peer, d, &action.case_id).await?;
         let mut evidence = accepted.clone();
         if !mirrored(&action) {
             evidence.case_id = local;
@@ -376,24 +363,42 @@ pub async fn ingest(ctx: &Context, peer: &Peer, d: &pb::MailboxDelivery) -> Resu
         }
         return append(ctx, evidence).await;
     }
+    // Anything else (letters, acknowledgements of what this gateway relayed, …) is kept as
+    // evidence, on the linked case when there is one, and delivered to nobody.
     let mut evidence = accepted;
-    if header.payload_type == pb::Receipt::full_name() {
-        // A receipt of the peer (a DELIVERED receipt for a lead relayed from here) goes to the
-        // partner here it names.
-        if let Ok(r) = pb::Receipt::decode(envelope.payload.as_slice()) {
-            evidence.case_id = local_case(r.case_id).await?.unwrap_or_default();
-        }
-        for r in &header.recipients {
-            if ctx
-                .registry
-                .partner(&r.parse().map_err(|_| format!("recipient {r:?}"))?)
-                .is_some()
-            {
-                evidence.effects.push(Effect::Deliver(r.clone()));
-            }
-        }
+    if !d.peer_case_id.is_empty() {
+        evidence.case_id = linked_case(ctx, peer, d, "").await.unwrap_or_default();
     }
     append(ctx, evidence).await
+}
+
+/// Our case linked to the peer's case `remote` (the payload's case id): the one the peer names
+/// in `peer_case_id` if the peer has a role on it here, else the one an acknowledgement linked.
+async fn linked_case(
+    ctx: &Context,
+    peer: &Peer,
+    d: &pb::MailboxDelivery,
+    remote: &str,
+) -> Result<String, String> {
+    let store = ctx.log.store();
+    if !d.peer_case_id.is_empty()
+        && store
+            .is_party(&d.peer_case_id, peer.id.as_str())
+            .await
+            .map_err(|e| e.to_string())?
+    {
+        return Ok(d.peer_case_id.clone());
+    }
+    store
+        .local_case(peer.id.as_str(), remote)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| {
+            format!(
+                "case {remote} of peer {} is linked to no case here yet",
+                peer.id
+            )
+        })
 }
 
 /// Whether a step relayed from a peer moves the linked case here. The peer's own routing

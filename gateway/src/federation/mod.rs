@@ -286,6 +286,9 @@ impl Peer {
             X509Certificate::from_der(der).map_err(|e| format!("does not parse: {e}"))?;
         let (_, ca) = X509Certificate::from_der(&self.ca_der)
             .map_err(|e| format!("the peer's CA does not parse: {e}"))?;
+        if cert.is_ca() {
+            return Err("is a CA certificate, not a partner's".into());
+        }
         cert.verify_signature(Some(ca.public_key()))
             .map_err(|_| format!("is not issued by the CA of peer {}", self.id))?;
         let validity = cert.validity();

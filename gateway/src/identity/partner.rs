@@ -210,20 +210,14 @@ impl RegionCode {
         &self.0
     }
 
-    /// Whether this code stands for a whole province-level unit (`500000`, the whole city of
-    /// Chongqing; `510000`, the whole of Sichuan) rather than one district or county.
+    /// Whether this code stands for the whole city rather than one district or county.
     pub fn is_city(&self) -> bool {
-        self.0.ends_with("0000")
-    }
-
-    /// The province-level unit's two digits.
-    pub fn province(&self) -> &str {
-        &self.0[..2]
+        self.0 == Self::CITY
     }
 
     /// Whether the code is inside Chongqing (the official list this gateway ships).
     pub fn is_local(&self) -> bool {
-        self.province() == &Self::CITY[..2]
+        self.0[..2] == Self::CITY[..2]
     }
 }
 
@@ -271,11 +265,11 @@ pub struct Jurisdiction {
 
 impl Jurisdiction {
     /// Whether the jurisdiction covers a region: the city code covers every district and county
-    /// (a province-level code, every code of its province).
+    /// of Chongqing (and nothing of another province).
     pub fn covers(&self, region: &RegionCode) -> bool {
         self.regions
             .iter()
-            .any(|r| r == region || (r.is_city() && r.province() == region.province()))
+            .any(|r| r == region || (r.is_city() && region.is_local()))
     }
 }
 
@@ -325,22 +319,23 @@ mod tests {
         // Another province's code (a peer gateway's region) is checked by form.
         let chengdu: RegionCode = "510104".parse().unwrap();
         assert!(!chengdu.is_local() && !chengdu.is_city());
+        assert!(!"510000".parse::<RegionCode>().unwrap().is_city());
         for bad in ["990101", "51010", "5101041", "51a104", ""] {
             assert!(bad.parse::<RegionCode>().is_err(), "{bad}");
         }
-        // A province-level code covers its own province only.
+        // The city code covers Chongqing only.
         let city = Jurisdiction {
             regions: [RegionCode::CITY.parse().unwrap()].into(),
             industry: None,
         };
         assert!(city.covers(&"500112".parse().unwrap()));
         assert!(!city.covers(&chengdu));
-        let sichuan = Jurisdiction {
-            regions: ["510000".parse().unwrap()].into(),
+        let jinjiang = Jurisdiction {
+            regions: [chengdu.clone()].into(),
             industry: None,
         };
-        assert!(sichuan.covers(&chengdu));
-        assert!(!sichuan.covers(&"500112".parse().unwrap()));
+        assert!(jinjiang.covers(&chengdu));
+        assert!(!jinjiang.covers(&"500112".parse().unwrap()));
     }
 
     #[test]

@@ -3,8 +3,11 @@
 //! An export is JSON Lines, one record per line, in this order:
 //! 1. `{"type":"meta", "version":1, "origin", "log_verifier_key", "trust_domain", "with_payloads", "tree_size"}`
 //! 2. `{"type":"certificate", "sha256", "partner_id", "der"}` for the gateway's own certificate
-//!    (partner_id `gateway`: it signs escalations) and every registered certificate (revoked
-//!    ones too: signatures made before a revocation stay valid history);
+//!    (partner_id `gateway`: it signs escalations), every registered certificate (revoked
+//!    ones too: signatures made before a revocation stay valid history), and the certificates
+//!    of other federations' partners whose envelopes a peer gateway relayed (partner_id
+//!    `<id>@<trust domain>`: a relayed entry, whose `submitted_by` is the peer, is signed by
+//!    its sender with one of those and by the peer);
 //! 3. `{"type":"entry", "index", "entry", "payload"?, "payload_erased"}` for entries
 //!    `0..tree_size`, bytes in base64;
 //! 4. `{"type":"checkpoint", "note"}` for every checkpoint up to `tree_size`.
@@ -145,11 +148,12 @@ pub async fn export(
             der: B64.encode(&c.der),
         })?;
     }
-    // Other federations' partners whose envelopes a peer gateway relayed here.
+    // Other federations' partners whose envelopes a peer gateway relayed here, named
+    // `<id>@<trust domain>` so they are never taken for a partner of this federation.
     for c in store.foreign_certificates().await? {
         line(&Record::Certificate {
             sha256: c.sha256,
-            partner_id: c.partner_id,
+            partner_id: format!("{}@{}", c.partner_id, c.trust_domain),
             der: B64.encode(&c.der),
         })?;
     }
@@ -348,8 +352,9 @@ fn check_entry(
     let bad = |why: String| Fault::Entry { index, why };
     let body = pb::EntryBody::decode(entry)
         .map_err(|e| bad(format!("does not decode as wagelink.v1.EntryBody: {e}")))?;
-    // A relayed envelope also carries the signature of the peer gateway that submitted it.
-    let (header_bytes, signatures, digest, relayed_by) = match body.kind {
+    // A relayed envelope (submitted by a peer gateway for a sender of the peer's federation)
+    // carries its sender's signature, made with a foreign certificate, and the peer's.
+    let (header_bytes, signatures, digest, submitted_by) = match body.kind {
         Some(pb::entry_body::Kind::Accepted(a)) => (
             a.header,
             a.signatures,
@@ -373,6 +378,8 @@ fn check_entry(
         return Err(bad("carries no signature".into()));
     }
     let pae = header_pae(&header_bytes);
+    let relayed_by = submitted_by.filter(|by| by != &header.sender);
+    let mut by_sender = false;
     for s in &signatures {
         let (key, owner) = keys.get(&s.keyid).ok_or_else(|| {
             bad(format!(
@@ -380,7 +387,15 @@ fn check_entry(
                 s.keyid
             ))
         })?;
-        if owner != &header.sender && relayed_by.as_ref() != Some(owner) {
+        let of_sender = match &relayed_by {
+            None => owner == &header.sender,
+            Some(_) => owner
+                .split_once('@')
+                .is_some_and(|(id, _)| id == header.sender),
+        };
+        if of_sender {
+            by_sender = true;
+        } else if relayed_by.as_ref() != Some(owner) {
             return Err(bad(format!(
                 "it claims sender {} but is signed with a certificate of {owner}",
                 header.sender
@@ -392,6 +407,12 @@ fn check_entry(
                 header.sender, s.keyid
             ))
         })?;
+    }
+    if !by_sender {
+        return Err(bad(format!(
+            "it carries no signature of its sender {}",
+            header.sender
+        )));
     }
     let mut payloads = 0;
     if let Some(p) = payload {

@@ -610,6 +610,16 @@ async fn write_group(shared: &Shared, group: Vec<Append>) {
 /// message.
 type Decided = (Vec<Outcome>, Vec<Hash>, bool);
 
+/// Whose `source_reference` namespace a lead's reference is in: its sender's, or for a lead a
+/// peer gateway relayed, its sender's at that peer.
+fn reference_owner(a: &Accepted) -> String {
+    if a.submitted_by.as_str() == a.header.sender {
+        a.header.sender.clone()
+    } else {
+        format!("{}/{}", a.submitted_by, a.header.sender)
+    }
+}
+
 /// The case an append changes, and how.
 struct CaseChange {
     record: CaseRecord,
@@ -630,7 +640,8 @@ async fn case_change(
             Effect::OpenCase(o) => {
                 let reference = o.lead.source_reference.as_str();
                 if !reference.is_empty()
-                    && let Some((existing, digest)) = tx.lead_ref(sender, reference).await?
+                    && let Some((existing, digest)) =
+                        tx.lead_ref(&reference_owner(a), reference).await?
                 {
                     if digest != a.header.payload_sha256 {
                         return Ok(Some(Err(Refused::AlreadyExists(format!(
@@ -1038,7 +1049,7 @@ async fn decide(
             }
             if let Some(reference) = reference {
                 tx.insert_lead_ref(
-                    a.submitted_by.as_str(),
+                    &reference_owner(a),
                     reference,
                     &view.case_id,
                     &a.header.payload_sha256,

@@ -208,14 +208,24 @@ fn supervised_industries(kind: PartnerKind) -> &'static [Industry] {
 }
 
 /// A jurisdiction from the contract, checked for a partner of `kind`.
-fn jurisdiction(kind: PartnerKind, j: Option<&pb::Jurisdiction>) -> Result<Jurisdiction, Status> {
+fn jurisdiction(
+    kind: PartnerKind,
+    j: Option<&pb::Jurisdiction>,
+    federation: &crate::federation::Federation,
+) -> Result<Jurisdiction, Status> {
     let j = j.cloned().unwrap_or_default();
     let mut regions = std::collections::BTreeSet::new();
     for code in &j.region_codes {
-        regions
-            .insert(code.parse::<RegionCode>().map_err(|e| {
-                Status::invalid_argument(format!("jurisdiction.region_codes: {e}"))
-            })?);
+        let region = code
+            .parse::<RegionCode>()
+            .map_err(|e| Status::invalid_argument(format!("jurisdiction.region_codes: {e}")))?;
+        if !federation.config.serves(region.as_str()) {
+            return Err(Status::invalid_argument(format!(
+                "jurisdiction.region_codes: {region} is not a region this gateway serves (federation.regions {:?}); partners of another province connect to its own gateway",
+                federation.config.regions
+            )));
+        }
+        regions.insert(region);
     }
     let industry = match pb::Industry::try_from(j.industry) {
         Ok(pb::Industry::Unspecified) => None,
@@ -323,7 +333,7 @@ impl pb::admin_server::Admin for AdminService {
             }
         };
         let name = required("name", &p.name)?.trim().to_owned();
-        let jurisdiction = jurisdiction(kind, p.jurisdiction.as_ref())?;
+        let jurisdiction = jurisdiction(kind, p.jurisdiction.as_ref(), &self.rules.federation())?;
         let partner = Partner {
             id,
             kind,
@@ -345,7 +355,11 @@ impl pb::admin_server::Admin for AdminService {
                 "there is no partner {id}; list partners with ListPartners"
             )));
         };
-        let jurisdiction = jurisdiction(partner.kind, v.payload.jurisdiction.as_ref())?;
+        let jurisdiction = jurisdiction(
+            partner.kind,
+            v.payload.jurisdiction.as_ref(),
+            &self.rules.federation(),
+        )?;
         self.submit(
             v.accepted,
             AdminChange::Jurisdiction {

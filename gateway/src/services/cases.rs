@@ -169,9 +169,6 @@ impl CasesService {
         let region = case.view.region_code.as_str();
         let mut facts = Facts {
             leading_offices: leading_offices(&self.registry, region),
-            mirror: (active_kind(&self.registry, &case.view.source)
-                == Some(PartnerKind::PeerGateway))
-            .then(|| case.view.source.clone()),
             ..Facts::default()
         };
         use pb::case_action::Action as A;
@@ -229,14 +226,25 @@ impl CasesService {
             let case = self.load(&case_id).await?;
             let facts = self.facts(&case, &me, &input);
             accepted.case_id = case_id.clone();
-            accepted.effects = vec![Effect::Case(Box::new(StepInput {
-                case_id,
-                actor: actor(&me),
-                input,
-                message_id: accepted.header.message_id.clone(),
-                in_reply_to: accepted.header.in_reply_to.clone(),
-                facts,
-            }))];
+            let mut facts = facts;
+            // A case linked to a peer's (by a lead relayed either way) sends it every step.
+            facts.mirror = self
+                .log
+                .store()
+                .case_peer(&case_id)
+                .await
+                .map_err(store_unavailable)?;
+            accepted.effects.insert(
+                0,
+                Effect::Case(Box::new(StepInput {
+                    case_id,
+                    actor: actor(&me),
+                    input,
+                    message_id: accepted.header.message_id.clone(),
+                    in_reply_to: accepted.header.in_reply_to.clone(),
+                    facts,
+                })),
+            );
         }
         super::record(&self.log, accepted).await
     }
@@ -328,7 +336,11 @@ impl CasesService {
         mut action: pb::CaseAction,
         local_case_id: String,
     ) -> Result<pb::SignedEnvelope, Status> {
-        action.case_id = local_case_id.clone();
+        // Linked for good, so later steps find the case without the peer naming it.
+        accepted.effects.push(Effect::MapCase {
+            peer: peer.id.to_string(),
+            remote_case_id: std::mem::replace(&mut action.case_id, local_case_id.clone()),
+        });
         accepted.header.subject = local_case_id.clone();
         let response = self
             .step(peer, accepted, local_case_id, Input::Action(action))

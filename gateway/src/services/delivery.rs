@@ -136,14 +136,29 @@ struct Relay {
 }
 
 impl Relay {
-    fn apply(
+    async fn apply(
         &self,
+        log: &EvidenceLog,
         partner: &str,
         mut d: pb::MailboxDelivery,
     ) -> Result<pb::MailboxDelivery, Status> {
         let Some(peer) = self.federation.peer(partner) else {
             return Ok(d);
         };
+        let case_id = d
+            .receipt
+            .as_ref()
+            .and_then(|r| pb::Receipt::decode(r.payload.as_slice()).ok())
+            .map(|r| r.case_id)
+            .unwrap_or_default();
+        if !case_id.is_empty() {
+            d.peer_case_id = log
+                .store()
+                .remote_case(partner, &case_id)
+                .await
+                .map_err(store_unavailable)?
+                .unwrap_or_default();
+        }
         if let Some(envelope) = d.envelope.as_mut() {
             let gateway_keyid = crate::identity::fingerprint(&self.gateway_der);
             d.signer_certificates = peer
@@ -269,6 +284,7 @@ async fn delivery(
         enqueued_at: Some(super::convert::timestamp(row.enqueued_at)),
         traceparent,
         signer_certificates: Vec::new(),
+        peer_case_id: String::new(),
     })
 }
 
@@ -406,8 +422,8 @@ async fn run_feed(feed: Feed, stream: &str) {
                 continue;
             }
             let mut message = delivery(&log, &partner, &c.row, c.row.attempts).await;
-            if let Some(relay) = &relay {
-                message = message.and_then(|d| relay.apply(&partner, d));
+            if let (Some(relay), Ok(d)) = (&relay, &message) {
+                message = relay.apply(&log, &partner, d.clone()).await;
             }
             if out.send(message).await.is_err() {
                 return;

@@ -71,6 +71,33 @@ impl Store {
         .await?;
         Ok(row.map(|r| r.try_get("local_case_id")).transpose()?)
     }
+
+    /// The peer's case linked to our case `local_case_id`, if any.
+    pub async fn remote_case(
+        &self,
+        peer: &str,
+        local_case_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query(
+            "SELECT remote_case_id FROM federated_cases WHERE peer = $1 AND local_case_id = $2 ORDER BY remote_case_id LIMIT 1",
+        )
+        .bind(peer)
+        .bind(local_case_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.try_get("remote_case_id")).transpose()?)
+    }
+
+    /// The peer gateway our case `local_case_id` is linked to, if a relayed lead linked it.
+    pub async fn case_peer(&self, local_case_id: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query(
+            "SELECT peer FROM federated_cases WHERE local_case_id = $1 ORDER BY peer LIMIT 1",
+        )
+        .bind(local_case_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.try_get("peer")).transpose()?)
+    }
 }
 
 impl LedgerTx {
