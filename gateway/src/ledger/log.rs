@@ -749,8 +749,10 @@ async fn accounts_check(
                 }
             }
             Effect::Accounts(report) => {
+                let ids: Vec<&str> = report.events.iter().map(|e| e.event_id.as_str()).collect();
+                let known = tx.event_digests(&report.bank, &ids).await?;
                 for e in &report.events {
-                    match tx.event_digest(&report.bank, &e.event_id).await? {
+                    match known.get(&e.event_id).cloned() {
                         Some(d) if d != e.sha256 => {
                             return Ok(Err(Refused::AlreadyExists(format!(
                                 "events[{}]: event_id {:?} was already used by {} for a different event; give each event its own id, or resend the same bytes",
@@ -876,14 +878,19 @@ async fn decide(
     let mut delivered = false;
     // (sender, message_id) → (header SHA-256, encoded receipt) of appends earlier in the group.
     let mut in_group: HashMap<(&str, &str), PriorInGroup> = HashMap::new();
+    // Every append's earlier acceptance, looked up for the whole group at once.
+    let keys: Vec<(&str, &str)> = appends
+        .iter()
+        .map(|a| (a.submitted_by.as_str(), a.header.message_id.as_str()))
+        .collect();
+    let mut known = tx.prior_envelopes(&keys).await?;
     for a in appends {
         let header_sha256 = sha256(&a.header_bytes).to_vec();
         let key = (a.submitted_by.as_str(), a.header.message_id.as_str());
         let prior = match in_group.get(&key) {
             Some((sha, receipt)) => Some((sha.clone(), receipt.clone())),
-            None => tx
-                .prior_envelope(key.0, key.1)
-                .await?
+            None => known
+                .remove(&(key.0.to_owned(), key.1.to_owned()))
                 .map(|p| (p.header_sha256, p.receipt)),
         };
         if let Some((sha, receipt)) = prior {

@@ -49,8 +49,48 @@ fn account(r: &sqlx::any::AnyRow) -> Result<AccountRow, StoreError> {
     })
 }
 
+/// An account event waiting for the commit, and an account changed in the transaction.
+#[derive(Debug, Clone)]
+pub(super) struct PendingEvent {
+    bank: String,
+    event_id: String,
+    event_sha256: Vec<u8>,
+    log_index: i64,
+    batch_index: i64,
+    batch_size: i64,
+    audit_path: Vec<u8>,
+    account_number: String,
+    kind: String,
+    occurred_at: i64,
+    amount_fen: i64,
+    payroll_month: String,
+    event: Vec<u8>,
+}
+
+/// An account as the transaction left it, with the entry that first registered it.
+#[derive(Debug, Clone)]
+pub(super) struct PendingAccount {
+    row: AccountRow,
+    first_index: i64,
+    at: i64,
+}
+
 impl LedgerTx {
+    /// The account as this transaction sees it: the registry's row, or what an earlier append
+    /// of the transaction made of it.
     pub async fn account(&mut self, number: &str) -> Result<Option<AccountRow>, StoreError> {
+        if let Some(p) = self.accounts.get(number) {
+            return Ok(Some(p.row.clone()));
+        }
+        if let Some(known) = self.accounts_read.get(number) {
+            return Ok(known.clone());
+        }
+        let row = self.read_account(number).await?;
+        self.accounts_read.insert(number.to_owned(), row.clone());
+        Ok(row)
+    }
+
+    async fn read_account(&mut self, number: &str) -> Result<Option<AccountRow>, StoreError> {
         let row = sqlx::query(
             "SELECT account_number, bank, kind, project_code, contractor_uscc, region, status, opened_on \
              FROM accounts WHERE account_number = $1",
@@ -61,11 +101,74 @@ impl LedgerTx {
         row.as_ref().map(account).transpose()
     }
 
-    /// Registers an account (first event) or updates what a later event says of it.
+    /// Registers an account (first event) or updates what a later event says of it; written at
+    /// commit, once per account.
     pub async fn upsert_account(
         &mut self,
         a: &AccountRow,
         log_index: u64,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        let held = self.account(&a.account_number).await?;
+        let mut row = a.clone();
+        // An update keeps the bank the account was registered to.
+        if let Some(held) = held {
+            row.bank = held.bank;
+        }
+        let first_index = self
+            .accounts
+            .get(&a.account_number)
+            .map_or(log_index as i64, |p| p.first_index);
+        self.accounts.insert(
+            a.account_number.clone(),
+            PendingAccount {
+                row,
+                first_index,
+                at,
+            },
+        );
+        Ok(())
+    }
+
+    /// Writes the accounts and events kept for the commit.
+    pub(super) async fn write_accounts(&mut self) -> Result<(), StoreError> {
+        let accounts = std::mem::take(&mut self.accounts);
+        for p in accounts.values() {
+            self.write_account(&p.row, p.first_index, p.at).await?;
+        }
+        let events = std::mem::take(&mut self.events);
+        for chunk in events.chunks(super::ledger::ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO account_events (bank, event_id, event_sha256, log_index, batch_index, batch_size, audit_path, \
+                 account_number, kind, occurred_at, amount_fen, payroll_month, event) VALUES {}",
+                super::ledger::values(13, chunk.len())
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for e in chunk {
+                q = q
+                    .bind(e.bank.as_str())
+                    .bind(e.event_id.as_str())
+                    .bind(e.event_sha256.as_slice())
+                    .bind(e.log_index)
+                    .bind(e.batch_index)
+                    .bind(e.batch_size)
+                    .bind(e.audit_path.as_slice())
+                    .bind(e.account_number.as_str())
+                    .bind(e.kind.as_str())
+                    .bind(e.occurred_at)
+                    .bind(e.amount_fen)
+                    .bind(e.payroll_month.as_str())
+                    .bind(e.event.as_slice());
+            }
+            q.execute(&mut *self.tx).await?;
+        }
+        Ok(())
+    }
+
+    async fn write_account(
+        &mut self,
+        a: &AccountRow,
+        log_index: i64,
         at: i64,
     ) -> Result<(), StoreError> {
         sqlx::query(
@@ -83,51 +186,68 @@ impl LedgerTx {
         .bind(a.region.as_str())
         .bind(a.status.as_str())
         .bind(a.opened_on.as_str())
-        .bind(log_index as i64)
+        .bind(log_index)
         .bind(at)
         .execute(&mut *self.tx)
         .await?;
         Ok(())
     }
 
-    /// The digest of an event a bank already reported under this id.
-    pub async fn event_digest(
+    /// The digests of the events a bank already reported under these ids (stored, or kept
+    /// for this transaction's commit), by id.
+    pub async fn event_digests(
         &mut self,
         bank: &str,
-        event_id: &str,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
-        let row = sqlx::query(
-            "SELECT event_sha256 FROM account_events WHERE bank = $1 AND event_id = $2",
-        )
-        .bind(bank)
-        .bind(event_id)
-        .fetch_optional(&mut *self.tx)
-        .await?;
-        row.map(|r| r.try_get("event_sha256").map_err(StoreError::from))
-            .transpose()
+        event_ids: &[&str],
+    ) -> Result<std::collections::HashMap<String, Vec<u8>>, StoreError> {
+        let mut found = std::collections::HashMap::new();
+        let mut ask = Vec::new();
+        for id in event_ids {
+            match self.event_shas.get(&(bank.to_owned(), (*id).to_owned())) {
+                Some(sha) => {
+                    found.insert((*id).to_owned(), sha.clone());
+                }
+                None => ask.push(*id),
+            }
+        }
+        for chunk in ask.chunks(super::ledger::ROWS_PER_STATEMENT) {
+            let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = format!(
+                "SELECT event_id, event_sha256 FROM account_events WHERE bank = $1 AND event_id IN ({})",
+                list.join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(bank);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for r in q.fetch_all(&mut *self.tx).await? {
+                found.insert(r.try_get("event_id")?, r.try_get("event_sha256")?);
+            }
+        }
+        Ok(found)
     }
 
+    /// Keeps an event for the commit.
     pub async fn insert_event(&mut self, e: &EventRow<'_>) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO account_events (bank, event_id, event_sha256, log_index, batch_index, batch_size, audit_path, \
-             account_number, kind, occurred_at, amount_fen, payroll_month, event) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-        )
-        .bind(e.bank)
-        .bind(e.event_id)
-        .bind(e.event_sha256)
-        .bind(e.log_index as i64)
-        .bind(i64::from(e.batch_index))
-        .bind(i64::from(e.batch_size))
-        .bind(e.audit_path)
-        .bind(e.account_number)
-        .bind(e.kind)
-        .bind(e.occurred_at)
-        .bind(e.amount_fen)
-        .bind(e.payroll_month)
-        .bind(e.event)
-        .execute(&mut *self.tx)
-        .await?;
+        self.event_shas.insert(
+            (e.bank.to_owned(), e.event_id.to_owned()),
+            e.event_sha256.to_vec(),
+        );
+        self.events.push(PendingEvent {
+            bank: e.bank.to_owned(),
+            event_id: e.event_id.to_owned(),
+            event_sha256: e.event_sha256.to_vec(),
+            log_index: e.log_index as i64,
+            batch_index: i64::from(e.batch_index),
+            batch_size: i64::from(e.batch_size),
+            audit_path: e.audit_path.to_vec(),
+            account_number: e.account_number.to_owned(),
+            kind: e.kind.to_owned(),
+            occurred_at: e.occurred_at,
+            amount_fen: e.amount_fen,
+            payroll_month: e.payroll_month.to_owned(),
+            event: e.event.to_vec(),
+        });
         Ok(())
     }
 

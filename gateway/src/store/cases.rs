@@ -167,12 +167,7 @@ impl LedgerTx {
             .execute(&mut *self.tx)
             .await?;
         for (partner, role) in parties {
-            sqlx::query("INSERT INTO case_parties (case_id, partner_id, role) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-                .bind(v.case_id.as_str())
-                .bind(partner)
-                .bind(*role)
-                .execute(&mut *self.tx)
-                .await?;
+            self.add_party(&v.case_id, partner, role);
         }
         Ok(())
     }

@@ -2,6 +2,8 @@
 //! idempotency) and signed checkpoints. Appends happen in a [`LedgerTx`] so a group of entries
 //! becomes durable together or not at all.
 
+use std::collections::HashMap;
+
 use sqlx::any::Any;
 use sqlx::{Row, Transaction};
 
@@ -43,9 +45,68 @@ pub struct MailboxRow {
 }
 
 /// An open append transaction.
+///
+/// The rows nothing in the transaction reads back or refers to — payloads, envelopes, mailbox
+/// messages, case parties — are kept in memory and written at commit, up to a hundred rows per
+/// statement: a group of appends then costs a handful of statements for them instead of
+/// several per append.
 pub struct LedgerTx {
     pub(super) tx: Transaction<'static, Any>,
     backend: super::Backend,
+    rows: Rows,
+    /// The last mailbox cursor of each partner, as this transaction has it.
+    cursors: HashMap<String, i64>,
+    /// Accounts changed by the transaction (written at commit) and accounts read from the
+    /// registry (`None`: not registered).
+    pub(super) accounts: HashMap<String, super::accounts::PendingAccount>,
+    pub(super) accounts_read: HashMap<String, Option<super::AccountRow>>,
+    /// Account events kept for the commit, and their digests by (bank, event id).
+    pub(super) events: Vec<super::accounts::PendingEvent>,
+    pub(super) event_shas: HashMap<(String, String), Vec<u8>>,
+}
+
+/// Rows waiting for the commit.
+#[derive(Default)]
+struct Rows {
+    payloads: Vec<(i64, Vec<u8>, Vec<u8>)>,
+    envelopes: Vec<EnvelopeRow>,
+    mailbox: Vec<(String, i64, i64, i64)>,
+    parties: Vec<(String, String, String)>,
+}
+
+struct EnvelopeRow {
+    sender: String,
+    message_id: String,
+    header_sha256: Vec<u8>,
+    payload_type: String,
+    log_index: i64,
+    receipt: Vec<u8>,
+    at: i64,
+    traceparent: Option<String>,
+}
+
+/// Most rows one multi-row statement writes. Measured with `wagelink bench` on PostgreSQL over
+/// loopback: statements of about 30 envelope rows (some 25 KB of parameters) took over 20 ms
+/// each, statements of 20 rows under a millisecond.
+pub(super) const ROWS_PER_STATEMENT: usize = 20;
+
+/// `($1, $2), ($3, $4)…`: the VALUES list of `rows` rows of `width` columns.
+pub(super) fn values(width: usize, rows: usize) -> String {
+    let mut out = String::new();
+    for r in 0..rows {
+        if r > 0 {
+            out.push_str(", ");
+        }
+        out.push('(');
+        for c in 0..width {
+            if c > 0 {
+                out.push_str(", ");
+            }
+            out.push_str(&format!("${}", r * width + c + 1));
+        }
+        out.push(')');
+    }
+    out
 }
 
 /// What other replicas are told when a transaction commits (PostgreSQL NOTIFY channels).
@@ -96,6 +157,56 @@ impl LedgerTx {
         .transpose()
     }
 
+    /// The envelopes already accepted under these (sender, message_id) keys, in one query per
+    /// hundred keys (both columns as IN lists, which both databases answer from the primary
+    /// key; the pairs are then matched here).
+    pub async fn prior_envelopes(
+        &mut self,
+        keys: &[(&str, &str)],
+    ) -> Result<HashMap<(String, String), PriorEnvelope>, StoreError> {
+        let mut found = HashMap::new();
+        for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+            let mut senders: Vec<&str> = chunk.iter().map(|k| k.0).collect();
+            senders.sort_unstable();
+            senders.dedup();
+            let list = |from: usize, n: usize| {
+                (from..from + n)
+                    .map(|i| format!("${i}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let sql = format!(
+                "SELECT sender, message_id, header_sha256, log_index, receipt FROM envelopes \
+                 WHERE sender IN ({}) AND message_id IN ({})",
+                list(1, senders.len()),
+                list(senders.len() + 1, chunk.len())
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for sender in &senders {
+                q = q.bind(*sender);
+            }
+            for (_, message_id) in chunk {
+                q = q.bind(*message_id);
+            }
+            for r in q.fetch_all(&mut *self.tx).await? {
+                let key: (String, String) = (r.try_get("sender")?, r.try_get("message_id")?);
+                if chunk.iter().any(|(s, m)| *s == key.0 && *m == key.1) {
+                    found.insert(
+                        key,
+                        PriorEnvelope {
+                            header_sha256: r.try_get("header_sha256")?,
+                            log_index: index(r.try_get("log_index")?),
+                            receipt: r.try_get("receipt")?,
+                        },
+                    );
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Adds a log entry. Written at once: the rows of cases, references and account events
+    /// written during the transaction refer to it.
     pub async fn insert_entry(
         &mut self,
         idx: u64,
@@ -115,18 +226,102 @@ impl LedgerTx {
         Ok(())
     }
 
+    /// Adds the payload of entry `idx` (written at commit).
     pub async fn insert_payload(
         &mut self,
         idx: u64,
         sha256: &[u8],
         payload: &[u8],
     ) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO payloads (log_index, sha256, payload) VALUES ($1, $2, $3)")
-            .bind(idx as i64)
-            .bind(sha256)
-            .bind(payload)
-            .execute(&mut *self.tx)
-            .await?;
+        self.rows
+            .payloads
+            .push((idx as i64, sha256.to_vec(), payload.to_vec()));
+        Ok(())
+    }
+
+    /// Records that `partner` has a role on a case (written at commit).
+    pub fn add_party(&mut self, case_id: &str, partner: &str, role: &str) {
+        let row = (case_id.to_owned(), partner.to_owned(), role.to_owned());
+        if !self.rows.parties.contains(&row) {
+            self.rows.parties.push(row);
+        }
+    }
+
+    /// Writes the rows kept for the commit.
+    async fn write_rows(&mut self) -> Result<(), StoreError> {
+        let rows = std::mem::take(&mut self.rows);
+        for chunk in rows.payloads.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO payloads (log_index, sha256, payload) VALUES {}",
+                values(3, chunk.len())
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (idx, sha, payload) in chunk {
+                q = q.bind(*idx).bind(sha.as_slice()).bind(payload.as_slice());
+            }
+            q.execute(&mut *self.tx).await?;
+        }
+        for chunk in rows.envelopes.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO envelopes (sender, message_id, header_sha256, payload_type, log_index, receipt, accepted_at, traceparent) VALUES {}",
+                values(8, chunk.len())
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for e in chunk {
+                q = q
+                    .bind(e.sender.as_str())
+                    .bind(e.message_id.as_str())
+                    .bind(e.header_sha256.as_slice())
+                    .bind(e.payload_type.as_str())
+                    .bind(e.log_index)
+                    .bind(e.receipt.as_slice())
+                    .bind(e.at)
+                    .bind(e.traceparent.as_deref());
+            }
+            q.execute(&mut *self.tx).await?;
+        }
+        for chunk in rows.mailbox.chunks(ROWS_PER_STATEMENT) {
+            // Every new message is pending, not yet attempted.
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|r| {
+                    let n = r * 4;
+                    format!(
+                        "(${}, ${}, ${}, 'pending', 0, ${})",
+                        n + 1,
+                        n + 2,
+                        n + 3,
+                        n + 4
+                    )
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO mailbox (partner_id, cursor, log_index, state, attempts, enqueued_at) VALUES {}",
+                rows.join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (partner, cursor, log_index, at) in chunk {
+                q = q
+                    .bind(partner.as_str())
+                    .bind(*cursor)
+                    .bind(*log_index)
+                    .bind(*at);
+            }
+            q.execute(&mut *self.tx).await?;
+        }
+        for chunk in rows.parties.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO case_parties (case_id, partner_id, role) VALUES {} ON CONFLICT DO NOTHING",
+                values(3, chunk.len())
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (case_id, partner, role) in chunk {
+                q = q
+                    .bind(case_id.as_str())
+                    .bind(partner.as_str())
+                    .bind(role.as_str());
+            }
+            q.execute(&mut *self.tx).await?;
+        }
         Ok(())
     }
 
@@ -142,20 +337,16 @@ impl LedgerTx {
         at: i64,
         traceparent: Option<&str>,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO envelopes (sender, message_id, header_sha256, payload_type, log_index, receipt, accepted_at, traceparent) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(sender)
-        .bind(message_id)
-        .bind(header_sha256)
-        .bind(payload_type)
-        .bind(log_index as i64)
-        .bind(receipt)
-        .bind(at)
-        .bind(traceparent)
-        .execute(&mut *self.tx)
-        .await?;
+        self.rows.envelopes.push(EnvelopeRow {
+            sender: sender.to_owned(),
+            message_id: message_id.to_owned(),
+            header_sha256: header_sha256.to_vec(),
+            payload_type: payload_type.to_owned(),
+            log_index: log_index as i64,
+            receipt: receipt.to_vec(),
+            at,
+            traceparent: traceparent.map(str::to_owned),
+        });
         Ok(())
     }
 
@@ -166,22 +357,23 @@ impl LedgerTx {
         log_index: u64,
         at: i64,
     ) -> Result<u64, StoreError> {
-        let row = sqlx::query(
-            "SELECT COALESCE(MAX(cursor), 0) AS last FROM mailbox WHERE partner_id = $1",
-        )
-        .bind(partner)
-        .fetch_one(&mut *self.tx)
-        .await?;
-        let cursor = row.try_get::<i64, _>("last")? + 1;
-        sqlx::query(
-            "INSERT INTO mailbox (partner_id, cursor, log_index, state, attempts, enqueued_at) VALUES ($1, $2, $3, 'pending', 0, $4)",
-        )
-        .bind(partner)
-        .bind(cursor)
-        .bind(log_index as i64)
-        .bind(at)
-        .execute(&mut *self.tx)
-        .await?;
+        let last = match self.cursors.get(partner) {
+            Some(last) => *last,
+            None => {
+                let row = sqlx::query(
+                    "SELECT COALESCE(MAX(cursor), 0) AS last FROM mailbox WHERE partner_id = $1",
+                )
+                .bind(partner)
+                .fetch_one(&mut *self.tx)
+                .await?;
+                row.try_get::<i64, _>("last")?
+            }
+        };
+        let cursor = last + 1;
+        self.cursors.insert(partner.to_owned(), cursor);
+        self.rows
+            .mailbox
+            .push((partner.to_owned(), cursor, log_index as i64, at));
         Ok(index(cursor))
     }
 
@@ -219,7 +411,9 @@ impl LedgerTx {
 
     /// Makes everything in this transaction durable (SQLite: synchronous=FULL; PostgreSQL:
     /// synchronous_commit as the server has it).
-    pub async fn commit(self) -> Result<(), StoreError> {
+    pub async fn commit(mut self) -> Result<(), StoreError> {
+        self.write_accounts().await?;
+        self.write_rows().await?;
         self.tx.commit().await?;
         Ok(())
     }
@@ -250,6 +444,12 @@ impl Store {
         Ok(LedgerTx {
             tx,
             backend: self.backend,
+            rows: Rows::default(),
+            cursors: HashMap::new(),
+            accounts: HashMap::new(),
+            accounts_read: HashMap::new(),
+            events: Vec::new(),
+            event_shas: HashMap::new(),
         })
     }
 
