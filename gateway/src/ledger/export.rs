@@ -426,3 +426,86 @@ fn check_entry(
     }
     Ok((signatures.len() as u64, payloads))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pki::{FederationCa, LeafSpec};
+    use wagelink_proto::envelope::Signer;
+
+    /// A signer for partner `id` and its key as an export names it (`owner`).
+    fn party(
+        ca: &FederationCa,
+        id: &str,
+        owner: &str,
+        keys: &mut HashMap<String, (PublicKey, String)>,
+    ) -> Signer {
+        let issued = ca
+            .issue_partner(
+                "wagelink.dev",
+                &LeafSpec::valid_for_days(id.parse().unwrap(), id, 30),
+            )
+            .unwrap();
+        let signer =
+            Signer::from_pem(issued.cert_pem.as_bytes(), issued.key_pem.as_bytes()).unwrap();
+        keys.insert(
+            signer.keyid().to_owned(),
+            (
+                PublicKey::from_certificate(&issued.der).unwrap(),
+                owner.into(),
+            ),
+        );
+        signer
+    }
+
+    /// An accepted entry from `sender`, submitted by `by`, signed by `signers`.
+    fn entry(sender: &str, by: &str, signers: &[&Signer]) -> Vec<u8> {
+        let header = pb::Header {
+            message_id: "0193a3f2-7c1e-7c3a-9b5e-2f4d6a8b0c11".into(),
+            sender: sender.into(),
+            payload_type: "wagelink.v1.Lead".into(),
+            payload_sha256: vec![7; 32],
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let signatures = signers
+            .iter()
+            .map(|s| s.sign_header(&header).unwrap())
+            .collect();
+        pb::EntryBody {
+            kind: Some(pb::entry_body::Kind::Accepted(pb::AcceptedEntry {
+                header,
+                signatures,
+                submitted_by: by.into(),
+                payload_sha256: vec![7; 32],
+                ..Default::default()
+            })),
+        }
+        .encode_to_vec()
+    }
+
+    #[test]
+    fn every_entry_needs_its_senders_signature_and_a_relay_only_adds_the_peers() {
+        let ca = FederationCa::generate("wagelink.dev").unwrap();
+        let mut keys = HashMap::new();
+        let source = party(&ca, "source-a", "source-a", &mut keys);
+        let other = party(&ca, "source-b", "source-b", &mut keys);
+        let peer = party(&ca, "peer-sichuan", "peer-sichuan", &mut keys);
+        let foreign = party(&ca, "source-a", "source-a@sc.example", &mut keys);
+        let check = |e: Vec<u8>| check_entry(0, &e, None, &keys).map_err(|f| f.to_string());
+
+        assert!(check(entry("source-a", "source-a", &[&source])).is_ok());
+        let err = check(entry("source-a", "source-a", &[&other])).unwrap_err();
+        assert!(err.contains("certificate of source-b"), "{err}");
+        // Relayed by a peer: the sender's foreign signature and the peer's.
+        assert!(check(entry("source-a", "peer-sichuan", &[&foreign, &peer])).is_ok());
+        let err = check(entry("source-a", "peer-sichuan", &[&peer])).unwrap_err();
+        assert!(err.contains("no signature of its sender"), "{err}");
+        // A relayed entry is never signed with the key of a partner of this federation.
+        let err = check(entry("source-a", "peer-sichuan", &[&source, &peer])).unwrap_err();
+        assert!(err.contains("certificate of source-a"), "{err}");
+        // The peer's key alone does not stand for a local sender either.
+        let err = check(entry("source-a", "source-a", &[&source, &peer])).unwrap_err();
+        assert!(err.contains("certificate of peer-sichuan"), "{err}");
+    }
+}
