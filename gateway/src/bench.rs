@@ -78,6 +78,32 @@ pub struct Measured {
 }
 
 impl Measured {
+    /// A scenario's figures from its latencies (µs) and the process CPU seconds it took.
+    fn of(
+        name: &str,
+        count: u64,
+        errors: u64,
+        seconds: u64,
+        mut latencies: Vec<u64>,
+        cpu: f64,
+    ) -> Self {
+        latencies.sort_unstable();
+        Measured {
+            name: name.to_owned(),
+            count,
+            errors,
+            seconds: seconds as f64,
+            p50_ms: percentile(&latencies, 0.50),
+            p99_ms: percentile(&latencies, 0.99),
+            max_ms: latencies.last().copied().unwrap_or(0) as f64 / 1000.0,
+            cpu_ms: if count > 0 {
+                cpu * 1000.0 / count as f64
+            } else {
+                0.0
+            },
+        }
+    }
+
     pub fn rate(&self) -> f64 {
         self.count as f64 / self.seconds
     }
@@ -167,21 +193,7 @@ where
         }
     }
     let cpu = cpu_seconds() - cpu_start;
-    latencies.sort_unstable();
-    Measured {
-        name: name.to_owned(),
-        count,
-        errors,
-        seconds: seconds as f64,
-        p50_ms: percentile(&latencies, 0.50),
-        p99_ms: percentile(&latencies, 0.99),
-        max_ms: latencies.last().copied().unwrap_or(0) as f64 / 1000.0,
-        cpu_ms: if count > 0 {
-            cpu * 1000.0 / count as f64
-        } else {
-            0.0
-        },
-    }
+    Measured::of(name, count, errors, seconds, latencies, cpu)
 }
 
 async fn channel(address: &str, dir: &Path) -> Result<Channel, Error> {
@@ -375,22 +387,15 @@ async fn fanout(gateway: &str, partners: &Path, args: &BenchArgs) -> Result<Meas
     for r in readers {
         latencies.extend(r.await.unwrap_or_default());
     }
-    latencies.sort_unstable();
     let count = latencies.len() as u64;
-    Ok(Measured {
-        name: "fanout".into(),
+    Ok(Measured::of(
+        "fanout",
         count,
-        errors: 0,
-        seconds: args.seconds as f64,
-        p50_ms: percentile(&latencies, 0.50),
-        p99_ms: percentile(&latencies, 0.99),
-        max_ms: latencies.last().copied().unwrap_or(0) as f64 / 1000.0,
-        cpu_ms: if count > 0 {
-            cpu * 1000.0 / count as f64
-        } else {
-            0.0
-        },
-    })
+        0,
+        args.seconds,
+        latencies,
+        cpu,
+    ))
 }
 
 /// Reports the benchmark account's opening as bank-102, then keeps a link open that answers

@@ -169,12 +169,12 @@ impl Witness {
             .who_am_i(pb::WhoAmIRequest {})
             .await?
             .into_inner();
-        Ok(Self {
+        Ok(Self::over(
             channel,
             signer,
-            sender: me.partner.map(|p| p.id).unwrap_or_default(),
+            me.partner.map(|p| p.id).unwrap_or_default(),
             cosigner,
-        })
+        ))
     }
 
     /// One round: fetch, check, cosign. An alarm is returned as `Err(Alarm)`, with `state`

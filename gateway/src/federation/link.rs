@@ -14,7 +14,7 @@ use wagelink_proto::envelope::{PublicKey, header_pae, payload_digest, sha256};
 use wagelink_proto::v1 as pb;
 
 use super::{Federation, Peer};
-use crate::identity::{PartnerStatus, Registry, VerifiedPartner, fingerprint};
+use crate::identity::{Registry, fingerprint};
 use crate::ledger::log::{Accepted, EntryKind, EvidenceLog};
 use crate::services::cases::CasesService;
 
@@ -56,10 +56,7 @@ fn endpoint(peer: &Peer) -> Result<tonic::transport::Endpoint, String> {
         .address
         .clone()
         .ok_or_else(|| format!("peer {} has no address", peer.id))?;
-    let relay = peer
-        .relay
-        .as_ref()
-        .ok_or_else(|| format!("peer {} has no client_certificate", peer.id))?;
+    let relay = &peer.identity;
     let tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(&peer.ca_pem))
         .identity(Identity::from_pem(&relay.cert_pem, &relay.key_pem))
@@ -91,9 +88,10 @@ pub async fn witness(
 ) {
     use crate::witness_cli::{Witness, WitnessState, cosigner};
     let peer = &federation.peers[index];
-    let (Some(key), Some(relay)) = (&peer.config.witness_key, &peer.relay) else {
+    let Some(key) = &peer.config.witness_key else {
         return;
     };
+    let relay = &peer.identity;
     let state_path = data_dir.join(format!("witness-{}.json", peer.id));
     let prepared = (|| -> Result<(Witness, WitnessState), String> {
         let cosigner =
@@ -193,10 +191,7 @@ async fn acknowledge(
     d: &pb::MailboxDelivery,
     case_id: String,
 ) -> Result<(), String> {
-    let relay = peer
-        .relay
-        .as_ref()
-        .ok_or_else(|| format!("peer {} has no client_certificate", peer.id))?;
+    let relay = &peer.identity;
     let envelope = d
         .envelope
         .as_ref()
@@ -227,23 +222,6 @@ async fn acknowledge(
         .await
         .map_err(|s| format!("Acknowledge: {}", s.message()))?;
     Ok(())
-}
-
-/// The peer as the partner that submits what it relays.
-fn as_partner(ctx: &Context, peer: &Peer) -> Result<VerifiedPartner, String> {
-    let p = ctx
-        .registry
-        .partner(&peer.id)
-        .filter(|p| p.status == PartnerStatus::Active)
-        .ok_or_else(|| format!("peer gateway {} is not an active partner here", peer.id))?;
-    Ok(VerifiedPartner {
-        id: p.id,
-        kind: p.kind,
-        name: p.name,
-        jurisdiction: p.jurisdiction,
-        certificate_sha256: fingerprint(&peer.certificate_der),
-        certificate_not_after: i64::MAX,
-    })
 }
 
 /// Checks a relayed envelope and logs it here; returns the case a relayed lead opened.
@@ -303,7 +281,12 @@ pub async fn ingest(ctx: &Context, peer: &Peer, d: &pb::MailboxDelivery) -> Resu
             .await
             .map_err(|e| e.to_string())?;
     }
-    let partner = as_partner(ctx, peer)?;
+    // The peer as the partner that submits what it relays: its pinned certificate, as the
+    // registry accepts it now (registered, not revoked, partner active).
+    let partner = ctx
+        .registry
+        .check_pin(&fingerprint(&peer.certificate_der), now)
+        .map_err(|r| format!("peer gateway {}: {r}", peer.id))?;
     let accepted = Accepted {
         header_bytes: envelope.header,
         header: header.clone(),

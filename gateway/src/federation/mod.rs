@@ -67,8 +67,8 @@ pub struct Peer {
     pub ca_pem: Vec<u8>,
     /// The peer's pinned certificate (DER).
     certificate_der: Vec<u8>,
-    /// Our identity at the peer, when configured.
-    pub relay: Option<RelayIdentity>,
+    /// Our identity at the peer.
+    pub identity: RelayIdentity,
 }
 
 /// The peers of this gateway.
@@ -125,7 +125,7 @@ impl Federation {
             let ca_pem = read(name, &p.ca)?;
             let ca_der = first_der(name, &p.ca, &ca_pem)?;
             let certificate_der = first_der(name, &p.certificate, &read(name, &p.certificate)?)?;
-            let relay = match (&p.client_certificate, &p.client_key) {
+            let identity = match (&p.client_certificate, &p.client_key) {
                 (Some(c), Some(k)) => {
                     let cert_pem = read(name, c)?;
                     let key_pem = read(name, k)?;
@@ -150,15 +150,20 @@ impl Federation {
                             ),
                         }
                     })?;
-                    Some(RelayIdentity {
+                    RelayIdentity {
                         id: our_id,
                         signer,
                         cert_der,
                         cert_pem,
                         key_pem,
-                    })
+                    }
                 }
-                _ => None,
+                _ => {
+                    return Err(FederationError::Invalid {
+                        peer: name.to_owned(),
+                        why: "client_certificate and client_key are required".into(),
+                    });
+                }
             };
             peers.push(Peer {
                 config: p.clone(),
@@ -166,7 +171,7 @@ impl Federation {
                 ca_der,
                 ca_pem,
                 certificate_der,
-                relay,
+                identity,
             });
         }
         Ok(Self {
@@ -257,10 +262,7 @@ impl Peer {
         envelope: &mut pb::SignedEnvelope,
         known: impl Fn(&str) -> Option<Vec<u8>>,
     ) -> Result<Vec<Vec<u8>>, String> {
-        let relay = self
-            .relay
-            .as_ref()
-            .ok_or_else(|| format!("no client_certificate is configured for peer {}", self.id))?;
+        let relay = &self.identity;
         let mut certificates = Vec::new();
         for s in &envelope.signatures {
             if let Some(der) = known(&s.keyid) {

@@ -228,12 +228,14 @@ impl CasesService {
             accepted.case_id = case_id.clone();
             let mut facts = facts;
             // A case linked to a peer's (by a lead relayed either way) sends it every step.
-            facts.mirror = self
-                .log
-                .store()
-                .case_peer(&case_id)
-                .await
-                .map_err(store_unavailable)?;
+            if !self.rules.federation().peers.is_empty() {
+                facts.mirror = self
+                    .log
+                    .store()
+                    .case_peer(&case_id)
+                    .await
+                    .map_err(store_unavailable)?;
+            }
             accepted.effects.insert(
                 0,
                 Effect::Case(Box::new(StepInput {

@@ -160,7 +160,7 @@ impl Relay {
                 .unwrap_or_default();
         }
         if let Some(envelope) = d.envelope.as_mut() {
-            let gateway_keyid = crate::identity::fingerprint(&self.gateway_der);
+            let gateway_keyid = log.keys().gateway.keyid();
             d.signer_certificates = peer
                 .relay(envelope, |keyid| {
                     if keyid == gateway_keyid {
@@ -421,10 +421,13 @@ async fn run_feed(feed: Feed, stream: &str) {
                 tracing::warn!(partner = %partner, cursor = c.row.cursor, "message dead-lettered after too many delivery attempts");
                 continue;
             }
-            let mut message = delivery(&log, &partner, &c.row, c.row.attempts).await;
-            if let (Some(relay), Ok(d)) = (&relay, &message) {
-                message = relay.apply(&log, &partner, d.clone()).await;
-            }
+            let message = match (
+                &relay,
+                delivery(&log, &partner, &c.row, c.row.attempts).await,
+            ) {
+                (Some(relay), Ok(d)) => relay.apply(&log, &partner, d).await,
+                (_, message) => message,
+            };
             if out.send(message).await.is_err() {
                 return;
             }

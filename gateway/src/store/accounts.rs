@@ -211,10 +211,9 @@ impl LedgerTx {
             }
         }
         for chunk in ask.chunks(super::ledger::ROWS_PER_STATEMENT) {
-            let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
             let sql = format!(
                 "SELECT event_id, event_sha256 FROM account_events WHERE bank = $1 AND event_id IN ({})",
-                list.join(", ")
+                super::ledger::placeholders(2, chunk.len())
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(bank);
             for id in chunk {

@@ -47,8 +47,8 @@ pub struct MailboxRow {
 /// An open append transaction.
 ///
 /// The rows nothing in the transaction reads back or refers to — payloads, envelopes, mailbox
-/// messages, case parties — are kept in memory and written at commit, up to a hundred rows per
-/// statement: a group of appends then costs a handful of statements for them instead of
+/// messages, case parties — are kept in memory and written at commit, [`ROWS_PER_STATEMENT`]
+/// rows per statement: a group of appends then costs a handful of statements for them instead of
 /// several per append.
 pub struct LedgerTx {
     pub(super) tx: Transaction<'static, Any>,
@@ -71,7 +71,7 @@ struct Rows {
     payloads: Vec<(i64, Vec<u8>, Vec<u8>)>,
     envelopes: Vec<EnvelopeRow>,
     mailbox: Vec<(String, i64, i64, i64)>,
-    parties: Vec<(String, String, String)>,
+    parties: std::collections::HashSet<(String, String, String)>,
 }
 
 struct EnvelopeRow {
@@ -90,23 +90,20 @@ struct EnvelopeRow {
 /// each, statements of 20 rows under a millisecond.
 pub(super) const ROWS_PER_STATEMENT: usize = 20;
 
+/// `$first, $first+1, …`: `n` numbered placeholders.
+pub(super) fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// `($1, $2), ($3, $4)…`: the VALUES list of `rows` rows of `width` columns.
 pub(super) fn values(width: usize, rows: usize) -> String {
-    let mut out = String::new();
-    for r in 0..rows {
-        if r > 0 {
-            out.push_str(", ");
-        }
-        out.push('(');
-        for c in 0..width {
-            if c > 0 {
-                out.push_str(", ");
-            }
-            out.push_str(&format!("${}", r * width + c + 1));
-        }
-        out.push(')');
-    }
-    out
+    (0..rows)
+        .map(|r| format!("({})", placeholders(r * width + 1, width)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// What other replicas are told when a transaction commits (PostgreSQL NOTIFY channels).
@@ -137,28 +134,8 @@ pub(super) fn index(i: i64) -> u64 {
 }
 
 impl LedgerTx {
-    pub async fn prior_envelope(
-        &mut self,
-        sender: &str,
-        message_id: &str,
-    ) -> Result<Option<PriorEnvelope>, StoreError> {
-        let row = sqlx::query("SELECT header_sha256, log_index, receipt FROM envelopes WHERE sender = $1 AND message_id = $2")
-            .bind(sender)
-            .bind(message_id)
-            .fetch_optional(&mut *self.tx)
-            .await?;
-        row.map(|r| {
-            Ok(PriorEnvelope {
-                header_sha256: r.try_get("header_sha256")?,
-                log_index: index(r.try_get("log_index")?),
-                receipt: r.try_get("receipt")?,
-            })
-        })
-        .transpose()
-    }
-
     /// The envelopes already accepted under these (sender, message_id) keys, in one query per
-    /// hundred keys (both columns as IN lists, which both databases answer from the primary
+    /// [`ROWS_PER_STATEMENT`] keys (both columns as IN lists, which both databases answer from the primary
     /// key; the pairs are then matched here).
     pub async fn prior_envelopes(
         &mut self,
@@ -169,17 +146,11 @@ impl LedgerTx {
             let mut senders: Vec<&str> = chunk.iter().map(|k| k.0).collect();
             senders.sort_unstable();
             senders.dedup();
-            let list = |from: usize, n: usize| {
-                (from..from + n)
-                    .map(|i| format!("${i}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
             let sql = format!(
                 "SELECT sender, message_id, header_sha256, log_index, receipt FROM envelopes \
                  WHERE sender IN ({}) AND message_id IN ({})",
-                list(1, senders.len()),
-                list(senders.len() + 1, chunk.len())
+                placeholders(1, senders.len()),
+                placeholders(senders.len() + 1, chunk.len())
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for sender in &senders {
@@ -241,10 +212,9 @@ impl LedgerTx {
 
     /// Records that `partner` has a role on a case (written at commit).
     pub fn add_party(&mut self, case_id: &str, partner: &str, role: &str) {
-        let row = (case_id.to_owned(), partner.to_owned(), role.to_owned());
-        if !self.rows.parties.contains(&row) {
-            self.rows.parties.push(row);
-        }
+        self.rows
+            .parties
+            .insert((case_id.to_owned(), partner.to_owned(), role.to_owned()));
     }
 
     /// Writes the rows kept for the commit.
@@ -308,7 +278,8 @@ impl LedgerTx {
             }
             q.execute(&mut *self.tx).await?;
         }
-        for chunk in rows.parties.chunks(ROWS_PER_STATEMENT) {
+        let parties: Vec<_> = rows.parties.into_iter().collect();
+        for chunk in parties.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "INSERT INTO case_parties (case_id, partner_id, role) VALUES {} ON CONFLICT DO NOTHING",
                 values(3, chunk.len())
