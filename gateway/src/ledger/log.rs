@@ -884,6 +884,28 @@ async fn decide(
         .map(|a| (a.submitted_by.as_str(), a.header.message_id.as_str()))
         .collect();
     let mut known = tx.prior_envelopes(&keys).await?;
+    // The cases, lead keys and references the group's case steps will look at.
+    let mut case_ids = Vec::new();
+    let mut lead_keys = Vec::new();
+    let mut references = Vec::new();
+    for a in appends {
+        for effect in &a.effects {
+            match effect {
+                Effect::OpenCase(o) => {
+                    if let Some(key) = &o.lead_key {
+                        lead_keys.push(key.as_str());
+                    }
+                    if !o.lead.source_reference.is_empty() {
+                        references.push((reference_owner(a), o.lead.source_reference.as_str()));
+                    }
+                }
+                Effect::Case(input) => case_ids.push(input.case_id.as_str()),
+                _ => {}
+            }
+        }
+    }
+    tx.prefetch_cases(&case_ids, &lead_keys, &references)
+        .await?;
     for a in appends {
         let header_sha256 = sha256(&a.header_bytes).to_vec();
         let key = (a.submitted_by.as_str(), a.header.message_id.as_str());
@@ -998,7 +1020,7 @@ async fn decide(
         )
         .map_err(|e| StoreError::Corrupt(format!("cannot sign a receipt: {e}")))?;
         let receipt_bytes = receipt.encode_to_vec();
-        tx.insert_entry(index, &entry, &leaf, now.seconds).await?;
+        tx.insert_entry(index, entry, &leaf, now.seconds).await?;
         tx.insert_payload(index, &a.header.payload_sha256, &a.payload)
             .await?;
         tx.insert_envelope(

@@ -320,6 +320,7 @@ impl LedgerTx {
         query_index: u64,
         answer_index: u64,
     ) -> Result<(), StoreError> {
+        self.settle().await?;
         sqlx::query(
             "INSERT INTO query_answers (query_index, answer_index) VALUES ($1, $2) ON CONFLICT DO NOTHING",
         )

@@ -8,7 +8,9 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use wagelink_proto::v1 as pb;
 
-use super::ledger::index;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use super::ledger::{ROWS_PER_STATEMENT, index, placeholders, values};
 use super::{LedgerTx, Store, StoreError};
 
 /// A stored case.
@@ -61,32 +63,208 @@ fn record(row: &AnyRow) -> Result<CaseRecord, StoreError> {
 
 const COLUMNS: &str = "c.id, c.opened_index, c.lead_key, c.view";
 
+/// Cases, lead keys and source references as an append transaction has them: read once (a
+/// whole group at a time, see [`LedgerTx::prefetch_cases`]), changed in memory, and written
+/// when the transaction settles or commits.
+#[derive(Default)]
+pub(super) struct CaseCache {
+    /// By id: the case as the transaction has it; `None`: known not to exist.
+    by_id: HashMap<String, Option<CaseRecord>>,
+    /// Cases saved here and not yet written: id → whether it is new.
+    dirty: BTreeMap<String, Saved>,
+    /// Lead key → the ids of the cases with that key the transaction knows of (read as still
+    /// being handled, or opened here); which of them are still open is decided on `by_id`.
+    by_key: HashMap<String, Vec<String>>,
+    /// (source, source_reference) → the case and lead digest, or `None`: not taken.
+    refs: HashMap<(String, String), Option<TakenRef>>,
+    /// References taken here and not yet written.
+    new_refs: Vec<NewRef>,
+}
+
+/// The case a source reference was taken for, and the digest of the lead that took it.
+type TakenRef = (String, Vec<u8>);
+
+#[derive(Clone, Copy)]
+struct Saved {
+    new: bool,
+    next_due: Option<i64>,
+    overdue: bool,
+}
+
+struct NewRef {
+    source: String,
+    reference: String,
+    case_id: String,
+    payload_sha256: Vec<u8>,
+    log_index: i64,
+}
+
+impl CaseCache {
+    pub(super) fn pending(&self) -> bool {
+        !self.dirty.is_empty() || !self.new_refs.is_empty()
+    }
+}
+
+/// States in which a lead with the same key no longer joins the case.
+const DONE: [&str; 3] = ["RESOLVED", "FED_BACK", "CLOSED"];
+
+/// Most keys one lookup statement carries.
+const KEYS_PER_LOOKUP: usize = 100;
+
 impl LedgerTx {
-    /// A case as this transaction sees it (including steps earlier in the same group).
-    pub async fn load_case(&mut self, id: &str) -> Result<Option<CaseRecord>, StoreError> {
-        let row = sqlx::query(
-            "SELECT c.id, c.opened_index, c.lead_key, c.view FROM cases c WHERE c.id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&mut *self.tx)
-        .await?;
-        row.as_ref().map(record).transpose()
+    /// Reads, in a few statements for a whole group, the cases, lead keys and source
+    /// references its appends will look at; later lookups of them are answered in memory.
+    pub async fn prefetch_cases(
+        &mut self,
+        ids: &[&str],
+        keys: &[&str],
+        refs: &[(String, &str)],
+    ) -> Result<(), StoreError> {
+        let ids: BTreeSet<&str> = ids
+            .iter()
+            .copied()
+            .filter(|id| !self.cases.by_id.contains_key(*id))
+            .collect();
+        let ids: Vec<&str> = ids.into_iter().collect();
+        for chunk in ids.chunks(KEYS_PER_LOOKUP) {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM cases c WHERE c.id IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for row in q.fetch_all(&mut *self.tx).await? {
+                let r = record(&row)?;
+                self.cases.by_id.insert(r.view.case_id.clone(), Some(r));
+            }
+            for id in chunk {
+                self.cases.by_id.entry((*id).to_owned()).or_insert(None);
+            }
+        }
+        let keys: BTreeSet<&str> = keys
+            .iter()
+            .copied()
+            .filter(|k| !self.cases.by_key.contains_key(*k))
+            .collect();
+        let keys: Vec<&str> = keys.into_iter().collect();
+        for chunk in keys.chunks(KEYS_PER_LOOKUP) {
+            self.read_keys(chunk).await?;
+        }
+        let refs: Vec<&(String, &str)> = refs
+            .iter()
+            .filter(|(o, r)| !self.cases.refs.contains_key(&(o.clone(), (*r).to_owned())))
+            .collect();
+        for chunk in refs.chunks(KEYS_PER_LOOKUP / 2) {
+            let mut sources: Vec<&str> = chunk.iter().map(|(o, _)| o.as_str()).collect();
+            sources.sort_unstable();
+            sources.dedup();
+            let sql = format!(
+                "SELECT source, source_reference, case_id, payload_sha256 FROM lead_refs \
+                 WHERE source IN ({}) AND source_reference IN ({})",
+                placeholders(1, sources.len()),
+                placeholders(sources.len() + 1, chunk.len())
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for source in &sources {
+                q = q.bind(*source);
+            }
+            for (_, reference) in chunk {
+                q = q.bind(*reference);
+            }
+            for r in q.fetch_all(&mut *self.tx).await? {
+                let key: (String, String) = (r.try_get("source")?, r.try_get("source_reference")?);
+                if chunk.iter().any(|(o, rf)| *o == key.0 && *rf == key.1) {
+                    let found = (r.try_get("case_id")?, r.try_get("payload_sha256")?);
+                    self.cases.refs.insert(key, Some(found));
+                }
+            }
+            for (o, rf) in chunk {
+                self.cases
+                    .refs
+                    .entry((o.clone(), (*rf).to_owned()))
+                    .or_insert(None);
+            }
+        }
+        Ok(())
     }
 
-    /// The case still being handled (not yet resolved) that a lead with this key belongs to.
+    /// Reads the cases still being handled under these lead keys.
+    async fn read_keys(&mut self, keys: &[&str]) -> Result<(), StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM cases c WHERE c.lead_key IN ({}) AND c.state NOT IN ('{}', '{}', '{}')",
+            placeholders(1, keys.len()),
+            DONE[0],
+            DONE[1],
+            DONE[2]
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for key in keys {
+            q = q.bind(*key);
+        }
+        let rows = q.fetch_all(&mut *self.tx).await?;
+        for key in keys {
+            // Cases saved here with the key (not yet written, so the rows may miss them).
+            let mut ids: Vec<String> = self
+                .cases
+                .dirty
+                .keys()
+                .filter(|id| {
+                    self.cases.by_id.get(*id).is_some_and(|r| {
+                        r.as_ref()
+                            .is_some_and(|r| r.lead_key.as_deref() == Some(*key))
+                    })
+                })
+                .cloned()
+                .collect();
+            ids.sort();
+            self.cases.by_key.insert((*key).to_owned(), ids);
+        }
+        for row in rows {
+            let r = record(&row)?;
+            let id = r.view.case_id.clone();
+            if let Some(key) = r.lead_key.clone()
+                && let Some(ids) = self.cases.by_key.get_mut(&key)
+                && !ids.contains(&id)
+            {
+                ids.push(id.clone());
+            }
+            // A case changed here is newer than its stored row.
+            self.cases.by_id.entry(id).or_insert(Some(r));
+        }
+        Ok(())
+    }
+
+    /// A case as this transaction sees it (including steps earlier in the same group).
+    pub async fn load_case(&mut self, id: &str) -> Result<Option<CaseRecord>, StoreError> {
+        if !self.cases.by_id.contains_key(id) {
+            self.prefetch_cases(&[id], &[], &[]).await?;
+        }
+        Ok(self.cases.by_id.get(id).cloned().flatten())
+    }
+
+    /// The case still being handled (not yet resolved) that a lead with this key belongs to:
+    /// the earliest opened.
     pub async fn open_case_with_key(
         &mut self,
         key: &str,
     ) -> Result<Option<CaseRecord>, StoreError> {
-        let row = sqlx::query(
-            "SELECT c.id, c.opened_index, c.lead_key, c.view FROM cases c \
-             WHERE c.lead_key = $1 AND c.state NOT IN ('RESOLVED', 'FED_BACK', 'CLOSED') \
-             ORDER BY c.created_at LIMIT 1",
-        )
-        .bind(key)
-        .fetch_optional(&mut *self.tx)
-        .await?;
-        row.as_ref().map(record).transpose()
+        if !self.cases.by_key.contains_key(key) {
+            self.read_keys(&[key]).await?;
+        }
+        let ids = self.cases.by_key.get(key).map(Vec::as_slice).unwrap_or(&[]);
+        Ok(ids
+            .iter()
+            .filter_map(|id| self.cases.by_id.get(id).and_then(Option::as_ref))
+            .filter(|r| !DONE.contains(&state_column(&r.view).as_str()))
+            .min_by_key(|r| {
+                (
+                    r.view.created_at.as_ref().map_or(0, |t| t.seconds),
+                    r.opened_index,
+                )
+            })
+            .cloned())
     }
 
     /// The case a source's earlier lead with this reference belongs to, and that lead's payload
@@ -96,17 +274,15 @@ impl LedgerTx {
         source: &str,
         reference: &str,
     ) -> Result<Option<(String, Vec<u8>)>, StoreError> {
-        let row = sqlx::query(
-            "SELECT case_id, payload_sha256 FROM lead_refs WHERE source = $1 AND source_reference = $2",
-        )
-        .bind(source)
-        .bind(reference)
-        .fetch_optional(&mut *self.tx)
-        .await?;
-        row.map(|r| Ok((r.try_get("case_id")?, r.try_get("payload_sha256")?)))
-            .transpose()
+        let key = (source.to_owned(), reference.to_owned());
+        if !self.cases.refs.contains_key(&key) {
+            self.prefetch_cases(&[], &[], &[(key.0.clone(), reference)])
+                .await?;
+        }
+        Ok(self.cases.refs.get(&key).cloned().flatten())
     }
 
+    /// Takes a source reference for a case (written when the transaction settles).
     pub async fn insert_lead_ref(
         &mut self,
         source: &str,
@@ -115,21 +291,24 @@ impl LedgerTx {
         payload_sha256: &[u8],
         log_index: u64,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO lead_refs (source, source_reference, case_id, payload_sha256, log_index) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-        )
-        .bind(source)
-        .bind(reference)
-        .bind(case_id)
-        .bind(payload_sha256)
-        .bind(log_index as i64)
-        .execute(&mut *self.tx)
-        .await?;
+        let key = (source.to_owned(), reference.to_owned());
+        if matches!(self.cases.refs.get(&key), Some(Some(_))) {
+            return Ok(());
+        }
+        self.cases
+            .refs
+            .insert(key, Some((case_id.to_owned(), payload_sha256.to_vec())));
+        self.cases.new_refs.push(NewRef {
+            source: source.to_owned(),
+            reference: reference.to_owned(),
+            case_id: case_id.to_owned(),
+            payload_sha256: payload_sha256.to_vec(),
+            log_index: log_index as i64,
+        });
         Ok(())
     }
 
-    /// Writes a case (new or changed) and who may see it.
+    /// Saves a case (new or changed) and who may see it; written when the transaction settles.
     pub async fn save_case(
         &mut self,
         case: &CaseRecord,
@@ -138,36 +317,110 @@ impl LedgerTx {
         next_due: Option<i64>,
         overdue: bool,
     ) -> Result<(), StoreError> {
-        let v = &case.view;
-        let at = |t: &Option<prost_types::Timestamp>| t.as_ref().map_or(0, |t| t.seconds);
-        let sql = if new {
-            "INSERT INTO cases (id, opened_index, source, region, state, holder, supervised, overdue, \
-             next_due_at, lead_key, created_at, updated_at, view, project_code) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
-        } else {
-            "UPDATE cases SET opened_index = $2, source = $3, region = $4, state = $5, holder = $6, \
-             supervised = $7, overdue = $8, next_due_at = $9, lead_key = $10, created_at = $11, \
-             updated_at = $12, view = $13, project_code = $14 WHERE id = $1"
-        };
-        sqlx::query(sql)
-            .bind(v.case_id.as_str())
-            .bind(case.opened_index as i64)
-            .bind(v.source.as_str())
-            .bind(v.region_code.as_str())
-            .bind(state_column(v))
-            .bind(v.holder.as_str())
-            .bind(i64::from(v.supervised))
-            .bind(i64::from(overdue))
-            .bind(next_due)
-            .bind(case.lead_key.as_deref())
-            .bind(at(&v.created_at))
-            .bind(at(&v.updated_at))
-            .bind(v.encode_to_vec())
-            .bind(v.lead.as_ref().map_or("", |l| l.project_code.as_str()))
-            .execute(&mut *self.tx)
-            .await?;
+        let id = case.view.case_id.clone();
+        // A case opened earlier in the transaction and not yet written is still inserted.
+        let new = new || self.cases.dirty.get(&id).is_some_and(|s| s.new);
+        if let Some(key) = &case.lead_key
+            && let Some(ids) = self.cases.by_key.get_mut(key)
+            && !ids.contains(&id)
+        {
+            ids.push(id.clone());
+        }
+        self.cases.dirty.insert(
+            id.clone(),
+            Saved {
+                new,
+                next_due,
+                overdue,
+            },
+        );
+        self.cases.by_id.insert(id.clone(), Some(case.clone()));
         for (partner, role) in parties {
-            self.add_party(&v.case_id, partner, role);
+            self.add_party(&id, partner, role);
+        }
+        Ok(())
+    }
+
+    /// Writes the cases and references saved since the last time: new cases as inserts,
+    /// changed ones as updates, [`ROWS_PER_STATEMENT`] rows per statement.
+    pub(super) async fn write_cases(&mut self) -> Result<(), StoreError> {
+        let dirty = std::mem::take(&mut self.cases.dirty);
+        let rows: Vec<(&CaseRecord, Saved)> = dirty
+            .iter()
+            .filter_map(|(id, s)| {
+                self.cases
+                    .by_id
+                    .get(id)
+                    .and_then(Option::as_ref)
+                    .map(|r| (r, *s))
+            })
+            .collect();
+        for new in [true, false] {
+            let rows: Vec<&(&CaseRecord, Saved)> =
+                rows.iter().filter(|(_, s)| s.new == new).collect();
+            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                let sql = if new {
+                    format!(
+                        "INSERT INTO cases (id, opened_index, source, region, state, holder, supervised, overdue, \
+                         next_due_at, lead_key, created_at, updated_at, view, project_code) VALUES {}",
+                        values(14, chunk.len())
+                    )
+                } else {
+                    // Several changed cases in one statement: an upsert of rows that exist.
+                    format!(
+                        "INSERT INTO cases (id, opened_index, source, region, state, holder, supervised, overdue, \
+                         next_due_at, lead_key, created_at, updated_at, view, project_code) VALUES {} \
+                         ON CONFLICT (id) DO UPDATE SET opened_index = excluded.opened_index, \
+                         source = excluded.source, region = excluded.region, state = excluded.state, \
+                         holder = excluded.holder, supervised = excluded.supervised, \
+                         overdue = excluded.overdue, next_due_at = excluded.next_due_at, \
+                         lead_key = excluded.lead_key, created_at = excluded.created_at, \
+                         updated_at = excluded.updated_at, view = excluded.view, \
+                         project_code = excluded.project_code",
+                        values(14, chunk.len())
+                    )
+                };
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for (case, s) in chunk {
+                    let v = &case.view;
+                    let at =
+                        |t: &Option<prost_types::Timestamp>| t.as_ref().map_or(0, |t| t.seconds);
+                    q = q
+                        .bind(v.case_id.as_str())
+                        .bind(case.opened_index as i64)
+                        .bind(v.source.as_str())
+                        .bind(v.region_code.as_str())
+                        .bind(state_column(v))
+                        .bind(v.holder.as_str())
+                        .bind(i64::from(v.supervised))
+                        .bind(i64::from(s.overdue))
+                        .bind(s.next_due)
+                        .bind(case.lead_key.as_deref())
+                        .bind(at(&v.created_at))
+                        .bind(at(&v.updated_at))
+                        .bind(v.encode_to_vec())
+                        .bind(v.lead.as_ref().map_or("", |l| l.project_code.as_str()));
+                }
+                q.execute(&mut *self.tx).await?;
+            }
+        }
+        let refs = std::mem::take(&mut self.cases.new_refs);
+        for chunk in refs.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO lead_refs (source, source_reference, case_id, payload_sha256, log_index) \
+                 VALUES {} ON CONFLICT DO NOTHING",
+                values(5, chunk.len())
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for r in chunk {
+                q = q
+                    .bind(r.source.as_str())
+                    .bind(r.reference.as_str())
+                    .bind(r.case_id.as_str())
+                    .bind(r.payload_sha256.as_slice())
+                    .bind(r.log_index);
+            }
+            q.execute(&mut *self.tx).await?;
         }
         Ok(())
     }
@@ -313,4 +566,112 @@ impl Store {
 enum Arg {
     Text(String),
     Int(i64),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::each_backend;
+
+    fn case(id: &str, key: &str, state: pb::CaseState, created: i64, opened: u64) -> CaseRecord {
+        CaseRecord {
+            view: pb::CaseView {
+                case_id: id.into(),
+                state: state as i32,
+                region_code: "500112".into(),
+                holder: "hrss-500112".into(),
+                created_at: Some(prost_types::Timestamp {
+                    seconds: created,
+                    nanos: 0,
+                }),
+                ..Default::default()
+            },
+            opened_index: opened,
+            lead_key: Some(key.into()),
+        }
+    }
+
+    /// Writes log entry `idx` (the cases below refer to it).
+    async fn entry(tx: &mut LedgerTx, idx: u64) {
+        tx.insert_entry(idx, vec![idx as u8], &[0; 32], 0)
+            .await
+            .unwrap();
+    }
+
+    /// A transaction answers from the cases it saved but has not written yet, exactly as the
+    /// database would once they are: the earliest open case of a key, a resolved one no longer,
+    /// a reference taken earlier in the group; and it writes them all at commit.
+    #[tokio::test]
+    async fn a_group_sees_its_own_cases_before_they_are_written() {
+        for db in each_backend().await {
+            let store = db.store();
+            let mut tx = store.begin_ledger().await.unwrap();
+            entry(&mut tx, 0).await;
+            entry(&mut tx, 1).await;
+            let open = case("WL-A", "k", pb::CaseState::Transferred, 100, 0);
+            tx.prefetch_cases(&["WL-A"], &["k"], &[("src".into(), "r1")])
+                .await
+                .unwrap();
+            assert_eq!(tx.open_case_with_key("k").await.unwrap(), None);
+            tx.save_case(
+                &open,
+                true,
+                &[("hrss-500112".into(), "handler")],
+                None,
+                false,
+            )
+            .await
+            .unwrap();
+            tx.insert_lead_ref("src", "r1", "WL-A", b"sha", 0)
+                .await
+                .unwrap();
+            let later = case("WL-B", "k", pb::CaseState::Transferred, 101, 1);
+            tx.save_case(&later, true, &[], None, false).await.unwrap();
+            // The earliest open case of the key, whatever order they were saved in.
+            let found = tx.open_case_with_key("k").await.unwrap().unwrap();
+            assert_eq!(found.view.case_id, "WL-A", "{}", db.name);
+            assert_eq!(
+                tx.lead_ref("src", "r1").await.unwrap(),
+                Some(("WL-A".to_owned(), b"sha".to_vec()))
+            );
+            // Resolved within the group: the key's next open case takes over.
+            let resolved = case("WL-A", "k", pb::CaseState::Resolved, 100, 0);
+            tx.save_case(&resolved, false, &[], None, false)
+                .await
+                .unwrap();
+            let found = tx.open_case_with_key("k").await.unwrap().unwrap();
+            assert_eq!(found.view.case_id, "WL-B", "{}", db.name);
+            assert_eq!(
+                tx.load_case("WL-A").await.unwrap().unwrap().view.state,
+                pb::CaseState::Resolved as i32
+            );
+            tx.commit().await.unwrap();
+
+            // Written: a new transaction finds the same in the database.
+            let a = store.case("WL-A").await.unwrap().unwrap();
+            assert_eq!(a.view.state, pb::CaseState::Resolved as i32, "{}", db.name);
+            assert!(store.is_party("WL-A", "hrss-500112").await.unwrap());
+            let mut tx = store.begin_ledger().await.unwrap();
+            let found = tx.open_case_with_key("k").await.unwrap().unwrap();
+            assert_eq!(found.view.case_id, "WL-B", "{}", db.name);
+            assert_eq!(
+                tx.lead_ref("src", "r1").await.unwrap(),
+                Some(("WL-A".to_owned(), b"sha".to_vec()))
+            );
+            assert_eq!(tx.lead_ref("src", "r2").await.unwrap(), None);
+            // A change to a stored case is written as an update.
+            entry(&mut tx, 2).await;
+            let reopened = case("WL-A", "k", pb::CaseState::Handling, 100, 0);
+            tx.save_case(&reopened, false, &[], Some(5), true)
+                .await
+                .unwrap();
+            // The earliest open one again, now that it is open.
+            let found = tx.open_case_with_key("k").await.unwrap().unwrap();
+            assert_eq!(found.view.case_id, "WL-A", "{}", db.name);
+            tx.commit().await.unwrap();
+            let a = store.case("WL-A").await.unwrap().unwrap();
+            assert_eq!(a.view.state, pb::CaseState::Handling as i32, "{}", db.name);
+            assert_eq!(store.log_size().await.unwrap(), 3);
+        }
+    }
 }

@@ -63,11 +63,15 @@ pub struct LedgerTx {
     /// Account events kept for the commit, and their digests by (bank, event id).
     pub(super) events: Vec<super::accounts::PendingEvent>,
     pub(super) event_shas: HashMap<(String, String), Vec<u8>>,
+    /// Cases and source references as the transaction has them.
+    pub(super) cases: super::cases::CaseCache,
 }
 
 /// Rows waiting for the commit.
 #[derive(Default)]
 struct Rows {
+    /// (index, entry, leaf hash, appended at), in index order.
+    entries: Vec<(i64, Vec<u8>, Vec<u8>, i64)>,
     payloads: Vec<(i64, Vec<u8>, Vec<u8>)>,
     envelopes: Vec<EnvelopeRow>,
     mailbox: Vec<(String, i64, i64, i64)>,
@@ -176,24 +180,43 @@ impl LedgerTx {
         Ok(found)
     }
 
-    /// Adds a log entry. Written at once: the rows of cases, references and account events
-    /// written during the transaction refer to it.
+    /// Adds a log entry (written when the transaction settles, before the rows that refer to
+    /// it).
     pub async fn insert_entry(
         &mut self,
         idx: u64,
-        entry: &[u8],
+        entry: Vec<u8>,
         leaf_hash: &[u8],
         at: i64,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO log_entries (idx, entry, leaf_hash, appended_at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(idx as i64)
-        .bind(entry)
-        .bind(leaf_hash)
-        .bind(at)
-        .execute(&mut *self.tx)
-        .await?;
+        self.rows
+            .entries
+            .push((idx as i64, entry, leaf_hash.to_vec(), at));
+        Ok(())
+    }
+
+    /// Writes the log entries, cases and source references kept so far, which the other rows
+    /// refer to: before the commit, and before any statement that needs them in the database.
+    pub(super) async fn settle(&mut self) -> Result<(), StoreError> {
+        let entries = std::mem::take(&mut self.rows.entries);
+        for chunk in entries.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO log_entries (idx, entry, leaf_hash, appended_at) VALUES {}",
+                values(4, chunk.len())
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (idx, entry, leaf, at) in chunk {
+                q = q
+                    .bind(*idx)
+                    .bind(entry.as_slice())
+                    .bind(leaf.as_slice())
+                    .bind(*at);
+            }
+            q.execute(&mut *self.tx).await?;
+        }
+        if self.cases.pending() {
+            self.write_cases().await?;
+        }
         Ok(())
     }
 
@@ -383,6 +406,7 @@ impl LedgerTx {
     /// Makes everything in this transaction durable (SQLite: synchronous=FULL; PostgreSQL:
     /// synchronous_commit as the server has it).
     pub async fn commit(mut self) -> Result<(), StoreError> {
+        self.settle().await?;
         self.write_accounts().await?;
         self.write_rows().await?;
         self.tx.commit().await?;
@@ -403,8 +427,8 @@ impl Store {
         // than at the first write, where a snapshot older than another connection's commit
         // (a mailbox claim) would fail at once with SQLITE_BUSY.
         let mut tx = match self.backend {
-            super::Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            super::Backend::Postgres => self.pool.begin().await?,
+            super::Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            super::Backend::Postgres => self.writer.begin().await?,
         };
         if self.backend == super::Backend::Postgres {
             sqlx::query("SELECT pg_advisory_xact_lock($1)")
@@ -421,6 +445,7 @@ impl Store {
             accounts_read: HashMap::new(),
             events: Vec::new(),
             event_shas: HashMap::new(),
+            cases: Default::default(),
         })
     }
 

@@ -71,6 +71,11 @@ pub enum StoreError {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// Where the evidence log's append transactions run. SQLite: one connection of its own,
+    /// so its page cache stays valid from one group to the next (a connection whose file
+    /// another connection wrote since its last transaction starts again with an empty cache).
+    /// PostgreSQL: the pool.
+    writer: AnyPool,
     backend: Backend,
     /// The URL it was opened with (for PostgreSQL notifications, which need a connection of
     /// their own). Never printed: it may hold a password.
@@ -117,33 +122,16 @@ impl Store {
                 url: redact_url(url),
                 source,
             })?;
-        let pool = AnyPoolOptions::new()
-            .max_connections(match backend {
+        let pool = Self::pool(
+            url,
+            backend,
+            &options,
+            match backend {
                 Backend::Sqlite => 4,
                 Backend::Postgres => 16,
-            })
-            .acquire_timeout(Duration::from_secs(5))
-            .after_connect(move |conn, _meta| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        // Connection settings only (no lock is needed): wait for the writer
-                        // rather than fail; FULL makes every commit durable before it returns,
-                        // which the "nothing acknowledged is lost" rule needs.
-                        conn.execute(
-                            "PRAGMA busy_timeout = 10000; PRAGMA synchronous = FULL; \
-                             PRAGMA foreign_keys = ON;",
-                        )
-                        .await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect_with(options)
-            .await
-            .map_err(|source| StoreError::Unreachable {
-                url: redact_url(url),
-                source,
-            })?;
+            },
+        )
+        .await?;
         if backend == Backend::Sqlite {
             // WAL lets readers run beside the writer. The mode is stored in the file, so it is
             // set once here rather than by every new connection (which would need a lock).
@@ -165,11 +153,48 @@ impl Store {
                 url: redact_url(url),
                 source,
             })?;
+        let writer = match backend {
+            Backend::Sqlite => Self::pool(url, backend, &options, 1).await?,
+            Backend::Postgres => pool.clone(),
+        };
         Ok(Self {
             pool,
+            writer,
             backend,
             url: url.into(),
         })
+    }
+
+    async fn pool(
+        url: &str,
+        backend: Backend,
+        options: &AnyConnectOptions,
+        size: u32,
+    ) -> Result<AnyPool, StoreError> {
+        AnyPoolOptions::new()
+            .max_connections(size)
+            .acquire_timeout(Duration::from_secs(5))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // Connection settings only (no lock is needed): wait for the writer
+                        // rather than fail; FULL makes every commit durable before it returns,
+                        // which the "nothing acknowledged is lost" rule needs.
+                        conn.execute(
+                            "PRAGMA busy_timeout = 10000; PRAGMA synchronous = FULL; \
+                             PRAGMA foreign_keys = ON;",
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options.clone())
+            .await
+            .map_err(|source| StoreError::Unreachable {
+                url: redact_url(url),
+                source,
+            })
     }
 
     pub fn backend(&self) -> Backend {
@@ -184,6 +209,7 @@ impl Store {
     /// Closes every connection; pending queries finish first.
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
 }
 
