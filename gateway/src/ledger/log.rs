@@ -146,7 +146,7 @@ pub enum AppendError {
 
 struct Append {
     accepted: Accepted,
-    reply: oneshot::Sender<Result<pb::SignedEnvelope, AppendError>>,
+    reply: oneshot::Sender<Outcome>,
 }
 
 struct Shared {
@@ -164,14 +164,26 @@ struct Shared {
 }
 
 /// A queued append, awaiting its receipt.
-pub struct Pending(oneshot::Receiver<Result<pb::SignedEnvelope, AppendError>>);
+pub struct Pending(oneshot::Receiver<Outcome>);
 
 impl Pending {
     pub async fn receipt(self) -> Result<pb::SignedEnvelope, AppendError> {
+        self.appended().await.map(|a| a.receipt)
+    }
+
+    /// The receipt, and whether the envelope was appended now (not accepted earlier).
+    pub async fn appended(self) -> Outcome {
         self.0
             .await
             .map_err(|_| AppendError::Unavailable("the log stopped before answering".into()))?
     }
+}
+
+/// What an append came to.
+pub struct Appended {
+    pub receipt: pb::SignedEnvelope,
+    /// False when the envelope had been accepted before and this is its stored receipt.
+    pub new: bool,
 }
 
 /// The evidence log of one gateway.
@@ -538,7 +550,7 @@ async fn sequence(shared: Arc<Shared>, mut rx: mpsc::Receiver<Append>, every: Du
 type PriorInGroup = (Vec<u8>, Vec<u8>);
 
 /// What one append in a group came to, before the commit.
-type Outcome = Result<pb::SignedEnvelope, AppendError>;
+type Outcome = Result<Appended, AppendError>;
 
 async fn write_group(shared: &Shared, group: Vec<Append>) {
     let mut replies = Vec::with_capacity(group.len());
@@ -884,13 +896,21 @@ async fn decide(
         .map(|a| (a.submitted_by.as_str(), a.header.message_id.as_str()))
         .collect();
     let mut known = tx.prior_envelopes(&keys).await?;
-    // The cases, lead keys and references the group's case steps will look at.
+    // The cases, lead keys, references, accounts and event ids the group will look at.
     let mut case_ids = Vec::new();
     let mut lead_keys = Vec::new();
     let mut references = Vec::new();
+    let mut accounts = Vec::new();
+    let mut events = Vec::new();
     for a in appends {
         for effect in &a.effects {
             match effect {
+                Effect::Accounts(report) => {
+                    for e in &report.events {
+                        accounts.push(e.account.account_number.as_str());
+                        events.push((report.bank.as_str(), e.event_id.as_str()));
+                    }
+                }
                 Effect::OpenCase(o) => {
                     if let Some(key) = &o.lead_key {
                         lead_keys.push(key.as_str());
@@ -906,6 +926,7 @@ async fn decide(
     }
     tx.prefetch_cases(&case_ids, &lead_keys, &references)
         .await?;
+    tx.prefetch_accounts(&accounts, &events).await?;
     for a in appends {
         let header_sha256 = sha256(&a.header_bytes).to_vec();
         let key = (a.submitted_by.as_str(), a.header.message_id.as_str());
@@ -917,9 +938,14 @@ async fn decide(
         };
         if let Some((sha, receipt)) = prior {
             outcomes.push(if sha == header_sha256 {
-                pb::SignedEnvelope::decode(receipt.as_slice()).map_err(|e| {
-                    AppendError::Unavailable(format!("stored receipt unreadable: {e}"))
-                })
+                pb::SignedEnvelope::decode(receipt.as_slice())
+                    .map(|receipt| Appended {
+                        receipt,
+                        new: false,
+                    })
+                    .map_err(|e| {
+                        AppendError::Unavailable(format!("stored receipt unreadable: {e}"))
+                    })
             } else {
                 Err(AppendError::Conflict {
                     sender: key.0.to_owned(),
@@ -1127,7 +1153,7 @@ async fn decide(
         in_group.insert(key, (header_sha256, receipt_bytes));
         leaves.push(leaf);
         next += 1;
-        outcomes.push(Ok(receipt));
+        outcomes.push(Ok(Appended { receipt, new: true }));
     }
     Ok((outcomes, leaves, delivered))
 }

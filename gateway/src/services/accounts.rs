@@ -433,16 +433,22 @@ impl pb::account_queries_server::AccountQueries for AccountQueriesService {
             rule_id: String::new(),
             rule_version: 0,
         }];
-        let receipt = self
+        let appended = self
             .log
-            .append(accepted)
+            .enqueue(accepted)
+            .await
+            .map_err(|e| Status::from(SubmitError::from(e)))?
+            .appended()
             .await
             .map_err(|e| Status::from(SubmitError::from(e)))?;
+        let receipt = appended.receipt;
         let query_index = pb::Receipt::decode(receipt.payload.as_slice())
             .map_err(|_| Status::internal("the query's receipt does not decode"))?
             .log_index;
         // The same query again after it was answered: the same answer, without asking the bank.
-        if let Some(answer) = self.stored_answer(query_index).await? {
+        if !appended.new
+            && let Some(answer) = self.stored_answer(query_index).await?
+        {
             return Ok(Response::new(pb::AccountQueryResult {
                 answer: Some(answer),
                 receipt: Some(receipt),

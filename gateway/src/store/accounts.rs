@@ -130,14 +130,100 @@ impl LedgerTx {
         Ok(())
     }
 
+    /// Reads, for a whole group at once, the accounts and the banks' event ids its appends
+    /// will look at; later lookups of them are answered in memory.
+    pub async fn prefetch_accounts(
+        &mut self,
+        numbers: &[&str],
+        events: &[(&str, &str)],
+    ) -> Result<(), StoreError> {
+        let numbers: std::collections::BTreeSet<&str> = numbers
+            .iter()
+            .copied()
+            .filter(|n| !self.accounts.contains_key(*n) && !self.accounts_read.contains_key(*n))
+            .collect();
+        let numbers: Vec<&str> = numbers.into_iter().collect();
+        for chunk in super::ledger::lookups(self.backend, &numbers) {
+            let sql = format!(
+                "SELECT account_number, bank, kind, project_code, contractor_uscc, region, status, opened_on \
+                 FROM accounts WHERE account_number IN ({})",
+                super::ledger::placeholders(1, chunk.len())
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for n in chunk {
+                q = q.bind(*n);
+            }
+            for r in q.fetch_all(&mut *self.tx).await? {
+                let row = account(&r)?;
+                self.accounts_read
+                    .insert(row.account_number.clone(), Some(row));
+            }
+            for n in chunk {
+                self.accounts_read.entry((*n).to_owned()).or_insert(None);
+            }
+        }
+        let mut by_bank: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+        for (bank, id) in events {
+            let key = ((*bank).to_owned(), (*id).to_owned());
+            if !self.event_shas.contains_key(&key) && !self.events_absent.contains(&key) {
+                by_bank.entry(bank).or_default().push(id);
+            }
+        }
+        for (bank, mut ids) in by_bank {
+            ids.sort_unstable();
+            ids.dedup();
+            let found = self.read_event_digests(bank, &ids).await?;
+            for id in ids {
+                let key = (bank.to_owned(), id.to_owned());
+                match found.get(id) {
+                    Some(sha) => {
+                        self.event_shas.insert(key, sha.clone());
+                    }
+                    None => {
+                        self.events_absent.insert(key);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Writes the accounts and events kept for the commit.
     pub(super) async fn write_accounts(&mut self) -> Result<(), StoreError> {
-        let accounts = std::mem::take(&mut self.accounts);
-        for p in accounts.values() {
-            self.write_account(&p.row, p.first_index, p.at).await?;
+        let accounts: Vec<PendingAccount> =
+            std::mem::take(&mut self.accounts).into_values().collect();
+        for chunk in super::ledger::statements(self.backend, &accounts, |p| {
+            p.row.account_number.len() + p.row.project_code.len() + 160
+        }) {
+            let sql = format!(
+                "INSERT INTO accounts (account_number, bank, kind, project_code, contractor_uscc, region, status, opened_on, first_index, last_event_at) \
+                 VALUES {} \
+                 ON CONFLICT (account_number) DO UPDATE SET kind = excluded.kind, project_code = excluded.project_code, \
+                 contractor_uscc = excluded.contractor_uscc, region = excluded.region, status = excluded.status, \
+                 opened_on = excluded.opened_on, last_event_at = excluded.last_event_at",
+                super::ledger::values(10, chunk.len())
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for p in chunk {
+                let a = &p.row;
+                q = q
+                    .bind(a.account_number.as_str())
+                    .bind(a.bank.as_str())
+                    .bind(a.kind.as_str())
+                    .bind(a.project_code.as_str())
+                    .bind(a.contractor_uscc.as_str())
+                    .bind(a.region.as_str())
+                    .bind(a.status.as_str())
+                    .bind(a.opened_on.as_str())
+                    .bind(p.first_index)
+                    .bind(p.at);
+            }
+            q.execute(&mut *self.tx).await?;
         }
         let events = std::mem::take(&mut self.events);
-        for chunk in events.chunks(super::ledger::ROWS_PER_STATEMENT) {
+        for chunk in super::ledger::statements(self.backend, &events, |e| {
+            e.event.len() + e.audit_path.len() + 160
+        }) {
             let sql = format!(
                 "INSERT INTO account_events (bank, event_id, event_sha256, log_index, batch_index, batch_size, audit_path, \
                  account_number, kind, occurred_at, amount_fen, payroll_month, event) VALUES {}",
@@ -165,34 +251,6 @@ impl LedgerTx {
         Ok(())
     }
 
-    async fn write_account(
-        &mut self,
-        a: &AccountRow,
-        log_index: i64,
-        at: i64,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO accounts (account_number, bank, kind, project_code, contractor_uscc, region, status, opened_on, first_index, last_event_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-             ON CONFLICT (account_number) DO UPDATE SET kind = excluded.kind, project_code = excluded.project_code, \
-             contractor_uscc = excluded.contractor_uscc, region = excluded.region, status = excluded.status, \
-             opened_on = excluded.opened_on, last_event_at = excluded.last_event_at",
-        )
-        .bind(a.account_number.as_str())
-        .bind(a.bank.as_str())
-        .bind(a.kind.as_str())
-        .bind(a.project_code.as_str())
-        .bind(a.contractor_uscc.as_str())
-        .bind(a.region.as_str())
-        .bind(a.status.as_str())
-        .bind(a.opened_on.as_str())
-        .bind(log_index)
-        .bind(at)
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(())
-    }
-
     /// The digests of the events a bank already reported under these ids (stored, or kept
     /// for this transaction's commit), by id.
     pub async fn event_digests(
@@ -203,14 +261,27 @@ impl LedgerTx {
         let mut found = std::collections::HashMap::new();
         let mut ask = Vec::new();
         for id in event_ids {
-            match self.event_shas.get(&(bank.to_owned(), (*id).to_owned())) {
+            let key = (bank.to_owned(), (*id).to_owned());
+            match self.event_shas.get(&key) {
                 Some(sha) => {
                     found.insert((*id).to_owned(), sha.clone());
                 }
+                None if self.events_absent.contains(&key) => {}
                 None => ask.push(*id),
             }
         }
-        for chunk in ask.chunks(super::ledger::ROWS_PER_STATEMENT) {
+        found.extend(self.read_event_digests(bank, &ask).await?);
+        Ok(found)
+    }
+
+    /// The digests of the stored events of `bank` with these ids, by id.
+    async fn read_event_digests(
+        &mut self,
+        bank: &str,
+        ids: &[&str],
+    ) -> Result<std::collections::HashMap<String, Vec<u8>>, StoreError> {
+        let mut found = std::collections::HashMap::new();
+        for chunk in super::ledger::lookups(self.backend, ids) {
             let sql = format!(
                 "SELECT event_id, event_sha256 FROM account_events WHERE bank = $1 AND event_id IN ({})",
                 super::ledger::placeholders(2, chunk.len())

@@ -10,7 +10,7 @@ use wagelink_proto::v1 as pb;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use super::ledger::{ROWS_PER_STATEMENT, index, placeholders, values};
+use super::ledger::{index, lookups, placeholders, statements, values};
 use super::{LedgerTx, Store, StoreError};
 
 /// A stored case.
@@ -108,9 +108,6 @@ impl CaseCache {
 /// States in which a lead with the same key no longer joins the case.
 const DONE: [&str; 3] = ["RESOLVED", "FED_BACK", "CLOSED"];
 
-/// Most keys one lookup statement carries.
-const KEYS_PER_LOOKUP: usize = 100;
-
 impl LedgerTx {
     /// Reads, in a few statements for a whole group, the cases, lead keys and source
     /// references its appends will look at; later lookups of them are answered in memory.
@@ -126,7 +123,7 @@ impl LedgerTx {
             .filter(|id| !self.cases.by_id.contains_key(*id))
             .collect();
         let ids: Vec<&str> = ids.into_iter().collect();
-        for chunk in ids.chunks(KEYS_PER_LOOKUP) {
+        for chunk in lookups(self.backend, &ids) {
             let sql = format!(
                 "SELECT {COLUMNS} FROM cases c WHERE c.id IN ({})",
                 placeholders(1, chunk.len())
@@ -149,14 +146,14 @@ impl LedgerTx {
             .filter(|k| !self.cases.by_key.contains_key(*k))
             .collect();
         let keys: Vec<&str> = keys.into_iter().collect();
-        for chunk in keys.chunks(KEYS_PER_LOOKUP) {
+        for chunk in lookups(self.backend, &keys) {
             self.read_keys(chunk).await?;
         }
         let refs: Vec<&(String, &str)> = refs
             .iter()
             .filter(|(o, r)| !self.cases.refs.contains_key(&(o.clone(), (*r).to_owned())))
             .collect();
-        for chunk in refs.chunks(KEYS_PER_LOOKUP / 2) {
+        for chunk in statements(self.backend, &refs, |(o, r)| o.len() + r.len() + 16) {
             let mut sources: Vec<&str> = chunk.iter().map(|(o, _)| o.as_str()).collect();
             sources.sort_unstable();
             sources.dedup();
@@ -342,7 +339,7 @@ impl LedgerTx {
     }
 
     /// Writes the cases and references saved since the last time: new cases as inserts,
-    /// changed ones as updates, [`ROWS_PER_STATEMENT`] rows per statement.
+    /// changed ones as updates, several rows per statement.
     pub(super) async fn write_cases(&mut self) -> Result<(), StoreError> {
         let dirty = std::mem::take(&mut self.cases.dirty);
         let rows: Vec<(&CaseRecord, Saved)> = dirty
@@ -358,7 +355,7 @@ impl LedgerTx {
         for new in [true, false] {
             let rows: Vec<&(&CaseRecord, Saved)> =
                 rows.iter().filter(|(_, s)| s.new == new).collect();
-            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            for chunk in statements(self.backend, &rows, |(c, _)| c.view.encoded_len() + 256) {
                 let sql = if new {
                     format!(
                         "INSERT INTO cases (id, opened_index, source, region, state, holder, supervised, overdue, \
@@ -405,7 +402,7 @@ impl LedgerTx {
             }
         }
         let refs = std::mem::take(&mut self.cases.new_refs);
-        for chunk in refs.chunks(ROWS_PER_STATEMENT) {
+        for chunk in statements(self.backend, &refs, |r| r.reference.len() + 128) {
             let sql = format!(
                 "INSERT INTO lead_refs (source, source_reference, case_id, payload_sha256, log_index) \
                  VALUES {} ON CONFLICT DO NOTHING",

@@ -52,7 +52,7 @@ pub struct MailboxRow {
 /// several per append.
 pub struct LedgerTx {
     pub(super) tx: Transaction<'static, Any>,
-    backend: super::Backend,
+    pub(super) backend: super::Backend,
     rows: Rows,
     /// The last mailbox cursor of each partner, as this transaction has it.
     cursors: HashMap<String, i64>,
@@ -63,8 +63,25 @@ pub struct LedgerTx {
     /// Account events kept for the commit, and their digests by (bank, event id).
     pub(super) events: Vec<super::accounts::PendingEvent>,
     pub(super) event_shas: HashMap<(String, String), Vec<u8>>,
+    /// (bank, event id) pairs read from the store and not found there.
+    pub(super) events_absent: std::collections::HashSet<(String, String)>,
     /// Cases and source references as the transaction has them.
     pub(super) cases: super::cases::CaseCache,
+    /// The index the next entry takes, once known.
+    next: Option<u64>,
+    /// Where the SQLite writer keeps what it knows for its next transaction.
+    memory: Option<std::sync::Arc<std::sync::Mutex<WriterMemory>>>,
+}
+
+/// What the SQLite log writer knows from one transaction to the next, so a group need not ask
+/// the database again: the index the next entry takes and each partner's last mailbox cursor.
+/// Only the log writer adds entries and mailbox rows. A transaction takes this memory and gives
+/// it back when it commits; after one that failed (another process wrote the file: its rows
+/// conflict) the values are read afresh.
+#[derive(Debug, Default)]
+pub(super) struct WriterMemory {
+    next: Option<u64>,
+    cursors: HashMap<String, i64>,
 }
 
 /// Rows waiting for the commit.
@@ -89,10 +106,68 @@ struct EnvelopeRow {
     traceparent: Option<String>,
 }
 
-/// Most rows one multi-row statement writes. Measured with `wagelink bench` on PostgreSQL over
-/// loopback: statements of about 30 envelope rows (some 25 KB of parameters) took over 20 ms
-/// each, statements of 20 rows under a millisecond.
+/// Most rows one multi-row statement writes on SQLite. SQLite finds each numbered parameter by
+/// a walk of the statement's parameter list, so binding costs grow with the square of the
+/// parameters: fewer rows there than on PostgreSQL.
 pub(super) const ROWS_PER_STATEMENT: usize = 20;
+const PG_ROWS_PER_STATEMENT: usize = 50;
+
+/// Most parameter bytes one multi-row statement carries on PostgreSQL. A statement of 25 KB once
+/// took 40 ms on loopback: sqlx 0.9.0 left Nagle's algorithm on (see `store::nodelay`, which
+/// now turns it off); the bound keeps a statement within a few network round trips' worth of
+/// data.
+pub(super) const PG_STATEMENT_BYTES: usize = 64 * 1024;
+
+/// `rows` cut into the statements that write them: at most [`ROWS_PER_STATEMENT`] rows each
+/// (50 on PostgreSQL),
+/// and on PostgreSQL at most [`PG_STATEMENT_BYTES`] of parameters (`bytes` of each row), one
+/// row at least.
+pub(super) fn statements<T>(
+    backend: super::Backend,
+    rows: &[T],
+    bytes: impl Fn(&T) -> usize,
+) -> Vec<&[T]> {
+    let most = match backend {
+        super::Backend::Sqlite => ROWS_PER_STATEMENT,
+        super::Backend::Postgres => PG_ROWS_PER_STATEMENT,
+    };
+    cut(backend, rows, most, bytes)
+}
+
+/// Most keys one lookup statement carries (within [`PG_STATEMENT_BYTES`] on PostgreSQL).
+pub(super) const KEYS_PER_LOOKUP: usize = 200;
+
+/// `keys` cut into the lookups that read them: at most [`KEYS_PER_LOOKUP`] each, and on
+/// PostgreSQL at most [`PG_STATEMENT_BYTES`].
+pub(super) fn lookups<'a>(backend: super::Backend, keys: &'a [&'a str]) -> Vec<&'a [&'a str]> {
+    cut(backend, keys, KEYS_PER_LOOKUP, |k| k.len() + 8)
+}
+
+fn cut<T>(
+    backend: super::Backend,
+    rows: &[T],
+    most: usize,
+    bytes: impl Fn(&T) -> usize,
+) -> Vec<&[T]> {
+    let limit = match backend {
+        super::Backend::Sqlite => usize::MAX,
+        super::Backend::Postgres => PG_STATEMENT_BYTES,
+    };
+    let mut out = Vec::new();
+    let (mut start, mut size) = (0, 0);
+    for (i, row) in rows.iter().enumerate() {
+        let b = bytes(row);
+        if i > start && (i - start == most || size + b > limit) {
+            out.push(&rows[start..i]);
+            (start, size) = (i, 0);
+        }
+        size += b;
+    }
+    if start < rows.len() {
+        out.push(&rows[start..]);
+    }
+    out
+}
 
 /// `$first, $first+1, …`: `n` numbered placeholders.
 pub(super) fn placeholders(first: usize, n: usize) -> String {
@@ -192,6 +267,7 @@ impl LedgerTx {
         self.rows
             .entries
             .push((idx as i64, entry, leaf_hash.to_vec(), at));
+        self.next = Some(idx + 1);
         Ok(())
     }
 
@@ -199,7 +275,7 @@ impl LedgerTx {
     /// refer to: before the commit, and before any statement that needs them in the database.
     pub(super) async fn settle(&mut self) -> Result<(), StoreError> {
         let entries = std::mem::take(&mut self.rows.entries);
-        for chunk in entries.chunks(ROWS_PER_STATEMENT) {
+        for chunk in statements(self.backend, &entries, |e| e.1.len() + 64) {
             let sql = format!(
                 "INSERT INTO log_entries (idx, entry, leaf_hash, appended_at) VALUES {}",
                 values(4, chunk.len())
@@ -243,7 +319,7 @@ impl LedgerTx {
     /// Writes the rows kept for the commit.
     async fn write_rows(&mut self) -> Result<(), StoreError> {
         let rows = std::mem::take(&mut self.rows);
-        for chunk in rows.payloads.chunks(ROWS_PER_STATEMENT) {
+        for chunk in statements(self.backend, &rows.payloads, |p| p.2.len() + 64) {
             let sql = format!(
                 "INSERT INTO payloads (log_index, sha256, payload) VALUES {}",
                 values(3, chunk.len())
@@ -254,7 +330,9 @@ impl LedgerTx {
             }
             q.execute(&mut *self.tx).await?;
         }
-        for chunk in rows.envelopes.chunks(ROWS_PER_STATEMENT) {
+        for chunk in statements(self.backend, &rows.envelopes, |e| {
+            e.receipt.len() + e.message_id.len() + e.sender.len() + 128
+        }) {
             let sql = format!(
                 "INSERT INTO envelopes (sender, message_id, header_sha256, payload_type, log_index, receipt, accepted_at, traceparent) VALUES {}",
                 values(8, chunk.len())
@@ -373,10 +451,15 @@ impl LedgerTx {
 
     /// The index the next entry must take: one past the last stored entry.
     pub async fn next_index(&mut self) -> Result<u64, StoreError> {
+        if let Some(next) = self.next {
+            return Ok(next);
+        }
         let row = sqlx::query("SELECT COALESCE(MAX(idx) + 1, 0) AS next FROM log_entries")
             .fetch_one(&mut *self.tx)
             .await?;
-        Ok(index(row.try_get("next")?))
+        let next = index(row.try_get("next")?);
+        self.next = Some(next);
+        Ok(next)
     }
 
     /// Marks a mailbox message acknowledged.
@@ -410,6 +493,12 @@ impl LedgerTx {
         self.write_accounts().await?;
         self.write_rows().await?;
         self.tx.commit().await?;
+        if let Some(memory) = self.memory {
+            *memory.lock().unwrap_or_else(|e| e.into_inner()) = WriterMemory {
+                next: self.next,
+                cursors: self.cursors,
+            };
+        }
         Ok(())
     }
 }
@@ -436,15 +525,27 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
+        let (memory, known) = match self.backend {
+            super::Backend::Sqlite => {
+                let known =
+                    std::mem::take(&mut *self.memory.lock().unwrap_or_else(|e| e.into_inner()));
+                (Some(self.memory.clone()), known)
+            }
+            // Other replicas append too: ask the database every time.
+            super::Backend::Postgres => (None, WriterMemory::default()),
+        };
         Ok(LedgerTx {
             tx,
             backend: self.backend,
             rows: Rows::default(),
-            cursors: HashMap::new(),
+            cursors: known.cursors,
+            next: known.next,
+            memory,
             accounts: HashMap::new(),
             accounts_read: HashMap::new(),
             events: Vec::new(),
             event_shas: HashMap::new(),
+            events_absent: Default::default(),
             cases: Default::default(),
         })
     }

@@ -11,6 +11,7 @@ mod admin;
 mod cases;
 mod federation;
 mod ledger;
+mod nodelay;
 mod partners;
 mod reports;
 pub mod testing;
@@ -76,6 +77,8 @@ pub struct Store {
     /// another connection wrote since its last transaction starts again with an empty cache).
     /// PostgreSQL: the pool.
     writer: AnyPool,
+    /// What the SQLite log writer carries from one transaction to the next.
+    memory: std::sync::Arc<std::sync::Mutex<ledger::WriterMemory>>,
     backend: Backend,
     /// The URL it was opened with (for PostgreSQL notifications, which need a connection of
     /// their own). Never printed: it may hold a password.
@@ -160,6 +163,7 @@ impl Store {
         Ok(Self {
             pool,
             writer,
+            memory: Default::default(),
             backend,
             url: url.into(),
         })
@@ -171,6 +175,14 @@ impl Store {
         options: &AnyConnectOptions,
         size: u32,
     ) -> Result<AnyPool, StoreError> {
+        // The PostgreSQL server's TCP port (none over a Unix socket).
+        let pg_port = match backend {
+            Backend::Postgres => sqlx::postgres::PgConnectOptions::from_str(url)
+                .ok()
+                .filter(|o| !o.get_host().starts_with('/'))
+                .map(|o| o.get_port()),
+            Backend::Sqlite => None,
+        };
         AnyPoolOptions::new()
             .max_connections(size)
             .acquire_timeout(Duration::from_secs(5))
@@ -185,6 +197,9 @@ impl Store {
                              PRAGMA foreign_keys = ON;",
                         )
                         .await?;
+                    }
+                    if let Some(port) = pg_port {
+                        nodelay::to_port(port);
                     }
                     Ok(())
                 })
@@ -204,6 +219,14 @@ impl Store {
     /// The URL the store was opened with; it may hold a password: never print it.
     pub(crate) fn url(&self) -> &str {
         &self.url
+    }
+
+    /// Updates the database's planner statistics (PostgreSQL; nothing on SQLite).
+    pub async fn analyze(&self) -> Result<(), StoreError> {
+        if self.backend == Backend::Postgres {
+            self.pool.execute("ANALYZE").await?;
+        }
+        Ok(())
     }
 
     /// Closes every connection; pending queries finish first.
