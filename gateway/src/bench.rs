@@ -130,7 +130,10 @@ impl Usage {
     /// Process CPU seconds since, and the machine's steal in percent of its CPU time since.
     fn since(&self) -> (f64, f64) {
         let (steal, total) = machine_ticks();
-        let (steal, total) = (steal - self.machine.0, total - self.machine.1);
+        let (steal, total) = (
+            steal.saturating_sub(self.machine.0),
+            total.saturating_sub(self.machine.1),
+        );
         let pct = if total > 0 {
             steal as f64 * 100.0 / total as f64
         } else {
@@ -542,7 +545,22 @@ pub async fn run(args: BenchArgs, out: &mut dyn std::io::Write) -> Result<Vec<Me
     config.limits.max_concurrent_calls = 100_000;
     let (store, registry) = crate::server::open(&config).await?;
     dev::register_roster(&registry, &config.data_dir).await?;
+    // PostgreSQL plans from table statistics, which a fresh database lacks until autovacuum's
+    // first pass (a minute after start by default): without them it scans a bank's events for
+    // each id lookup. They are taken near the end of each scenario's warm-up (called as its
+    // load starts), as a running gateway's database has them.
     let analyzer = store.clone();
+    let analyze_after_warm_up = move || {
+        if analyzer.backend() == crate::store::Backend::Postgres {
+            let store = analyzer.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(900)).await;
+                if let Err(e) = store.analyze().await {
+                    tracing::warn!(error = %e, "ANALYZE before measuring failed");
+                }
+            });
+        }
+    };
     let running = crate::server::start(&config, store, registry.clone()).await?;
     let gateway = format!("https://{}", running.local_addr);
     let echo = start_echo(&config, registry).await?;
@@ -584,24 +602,12 @@ pub async fn run(args: BenchArgs, out: &mut dyn std::io::Write) -> Result<Vec<Me
         args.scenarios.clone()
     };
     for scenario in scenarios {
-        // PostgreSQL plans from table statistics, which a fresh database lacks until
-        // autovacuum's first pass (a minute after start by default): without them it scans a
-        // bank's events for each id lookup. The statistics are taken at the end of the warm-up,
-        // as a running gateway's database has them.
-        if analyzer.backend() == crate::store::Backend::Postgres {
-            let store = analyzer.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(900)).await;
-                if let Err(e) = store.analyze().await {
-                    tracing::warn!(error = %e, "ANALYZE before measuring failed");
-                }
-            });
-        }
         let m = match scenario {
             Scenario::Echo => continue,
             Scenario::Lead => {
                 let conns = channels(&gateway, &source_dir, args.connections).await?;
                 let signer = signer(&source_dir)?;
+                analyze_after_warm_up();
                 load(
                     "lead",
                     &conns,
@@ -635,6 +641,7 @@ pub async fn run(args: BenchArgs, out: &mut dyn std::io::Write) -> Result<Vec<Me
                 let conns = channels(&gateway, &bank_dir, args.connections).await?;
                 let signer = signer(&bank_dir)?;
                 let batch = args.batch.max(1);
+                analyze_after_warm_up();
                 load(
                     "events",
                     &conns,
@@ -684,13 +691,17 @@ pub async fn run(args: BenchArgs, out: &mut dyn std::io::Write) -> Result<Vec<Me
                 )
                 .await
             }
-            Scenario::Fanout => fanout(&gateway, &partners, &args).await?,
+            Scenario::Fanout => {
+                analyze_after_warm_up();
+                fanout(&gateway, &partners, &args).await?
+            }
             Scenario::Query => {
                 let bank_dir = partners.join("bank-102");
                 open_bank_link(&gateway, &bank_dir).await?;
                 let asker_dir = partners.join("hrss-500105");
                 let conns = channels(&gateway, &asker_dir, args.connections).await?;
                 let signer = signer(&asker_dir)?;
+                analyze_after_warm_up();
                 load(
                     "query",
                     &conns,

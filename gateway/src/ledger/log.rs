@@ -285,6 +285,12 @@ impl EvidenceLog {
         self.enqueue(accepted).await?.receipt().await
     }
 
+    /// Appends like [`EvidenceLog::append`]; also says whether the envelope was appended now.
+    #[tracing::instrument(name = "log.append", skip_all, fields(payload_type = %accepted.header.payload_type))]
+    pub async fn append_new(&self, accepted: Accepted) -> Outcome {
+        self.enqueue(accepted).await?.appended().await
+    }
+
     /// Queues an append and returns at once with a handle to its receipt: appends queued one
     /// after another are sequenced in that order (a stream's envelopes keep their order).
     pub async fn enqueue(&self, accepted: Accepted) -> Result<Pending, AppendError> {
@@ -550,7 +556,7 @@ async fn sequence(shared: Arc<Shared>, mut rx: mpsc::Receiver<Append>, every: Du
 type PriorInGroup = (Vec<u8>, Vec<u8>);
 
 /// What one append in a group came to, before the commit.
-type Outcome = Result<Appended, AppendError>;
+pub type Outcome = Result<Appended, AppendError>;
 
 async fn write_group(shared: &Shared, group: Vec<Append>) {
     let mut replies = Vec::with_capacity(group.len());

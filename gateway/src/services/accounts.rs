@@ -435,10 +435,7 @@ impl pb::account_queries_server::AccountQueries for AccountQueriesService {
         }];
         let appended = self
             .log
-            .enqueue(accepted)
-            .await
-            .map_err(|e| Status::from(SubmitError::from(e)))?
-            .appended()
+            .append_new(accepted)
             .await
             .map_err(|e| Status::from(SubmitError::from(e)))?;
         let receipt = appended.receipt;

@@ -386,19 +386,30 @@ impl LedgerTx {
 }
 
 impl LedgerTx {
+    /// Records which entry answers a query (written at commit, after the entries).
     pub async fn insert_query_answer(
         &mut self,
         query_index: u64,
         answer_index: u64,
     ) -> Result<(), StoreError> {
-        self.settle().await?;
-        sqlx::query(
-            "INSERT INTO query_answers (query_index, answer_index) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        )
-        .bind(query_index as i64)
-        .bind(answer_index as i64)
-        .execute(&mut *self.tx)
-        .await?;
+        self.query_answers
+            .push((query_index as i64, answer_index as i64));
+        Ok(())
+    }
+
+    pub(super) async fn write_query_answers(&mut self) -> Result<(), StoreError> {
+        let answers = std::mem::take(&mut self.query_answers);
+        for chunk in super::ledger::statements(self.backend, &answers, |_| 16) {
+            let sql = format!(
+                "INSERT INTO query_answers (query_index, answer_index) VALUES {} ON CONFLICT DO NOTHING",
+                super::ledger::values(2, chunk.len())
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (query, answer) in chunk {
+                q = q.bind(*query).bind(*answer);
+            }
+            q.execute(&mut *self.tx).await?;
+        }
         Ok(())
     }
 }

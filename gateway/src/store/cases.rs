@@ -242,7 +242,7 @@ impl LedgerTx {
     }
 
     /// The case still being handled (not yet resolved) that a lead with this key belongs to:
-    /// the earliest opened.
+    /// the earliest created (ties by the index of the lead that opened it).
     pub async fn open_case_with_key(
         &mut self,
         key: &str,

@@ -46,10 +46,11 @@ pub struct MailboxRow {
 
 /// An open append transaction.
 ///
-/// The rows nothing in the transaction reads back or refers to — payloads, envelopes, mailbox
-/// messages, case parties — are kept in memory and written at commit, [`ROWS_PER_STATEMENT`]
-/// rows per statement: a group of appends then costs a handful of statements for them instead of
-/// several per append.
+/// Rows are kept in memory and written at commit, several per statement: a group of appends
+/// then costs a handful of statements instead of several per append. Log entries, cases and
+/// source references, which other rows refer to and the group reads back, are written first
+/// ([`LedgerTx::settle`]); until then the transaction answers reads of them from memory.
+/// Payloads, envelopes, mailbox messages, case parties and account rows follow.
 pub struct LedgerTx {
     pub(super) tx: Transaction<'static, Any>,
     pub(super) backend: super::Backend,
@@ -63,6 +64,8 @@ pub struct LedgerTx {
     /// Account events kept for the commit, and their digests by (bank, event id).
     pub(super) events: Vec<super::accounts::PendingEvent>,
     pub(super) event_shas: HashMap<(String, String), Vec<u8>>,
+    /// (query index, answer index) pairs kept for the commit.
+    pub(super) query_answers: Vec<(i64, i64)>,
     /// (bank, event id) pairs read from the store and not found there.
     pub(super) events_absent: std::collections::HashSet<(String, String)>,
     /// Cases and source references as the transaction has them.
@@ -75,9 +78,11 @@ pub struct LedgerTx {
 
 /// What the SQLite log writer knows from one transaction to the next, so a group need not ask
 /// the database again: the index the next entry takes and each partner's last mailbox cursor.
-/// Only the log writer adds entries and mailbox rows. A transaction takes this memory and gives
-/// it back when it commits; after one that failed (another process wrote the file: its rows
-/// conflict) the values are read afresh.
+/// A transaction takes this memory and gives it back when it commits; after one that failed the
+/// values are read afresh. Another process appending to the same file (`wagelink admin
+/// bootstrap` while the gateway runs) leaves the memory behind; the next group's rows then
+/// collide with its rows (indexes and cursors have no gaps), the group fails and is retried
+/// with values read afresh.
 #[derive(Debug, Default)]
 pub(super) struct WriterMemory {
     next: Option<u64>,
@@ -110,13 +115,21 @@ struct EnvelopeRow {
 /// a walk of the statement's parameter list, so binding costs grow with the square of the
 /// parameters: fewer rows there than on PostgreSQL.
 pub(super) const ROWS_PER_STATEMENT: usize = 20;
+/// On PostgreSQL, where [`super::nodelay`] can turn Nagle's algorithm off.
+#[cfg(target_os = "linux")]
 const PG_ROWS_PER_STATEMENT: usize = 50;
+#[cfg(not(target_os = "linux"))]
+const PG_ROWS_PER_STATEMENT: usize = 20;
 
 /// Most parameter bytes one multi-row statement carries on PostgreSQL. A statement of 25 KB once
 /// took 40 ms on loopback: sqlx 0.9.0 left Nagle's algorithm on (see `store::nodelay`, which
 /// now turns it off); the bound keeps a statement within a few network round trips' worth of
 /// data.
+#[cfg(target_os = "linux")]
 pub(super) const PG_STATEMENT_BYTES: usize = 64 * 1024;
+/// Elsewhere Nagle's algorithm stays on: statements stay within one write of a new socket.
+#[cfg(not(target_os = "linux"))]
+pub(super) const PG_STATEMENT_BYTES: usize = 8 * 1024;
 
 /// `rows` cut into the statements that write them: at most [`ROWS_PER_STATEMENT`] rows each
 /// (50 on PostgreSQL),
@@ -491,6 +504,7 @@ impl LedgerTx {
     pub async fn commit(mut self) -> Result<(), StoreError> {
         self.settle().await?;
         self.write_accounts().await?;
+        self.write_query_answers().await?;
         self.write_rows().await?;
         self.tx.commit().await?;
         if let Some(memory) = self.memory {
@@ -546,6 +560,7 @@ impl Store {
             events: Vec::new(),
             event_shas: HashMap::new(),
             events_absent: Default::default(),
+            query_answers: Vec::new(),
             cases: Default::default(),
         })
     }

@@ -185,6 +185,9 @@ impl Store {
         };
         AnyPoolOptions::new()
             .max_connections(size)
+            // The SQLite writer's connection keeps its page cache only while it lives.
+            .idle_timeout((size > 1).then_some(Duration::from_secs(600)))
+            .max_lifetime((size > 1).then_some(Duration::from_secs(1800)))
             .acquire_timeout(Duration::from_secs(5))
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
