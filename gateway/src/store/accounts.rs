@@ -137,12 +137,9 @@ impl LedgerTx {
         numbers: &[&str],
         events: &[(&str, &str)],
     ) -> Result<(), StoreError> {
-        let numbers: std::collections::BTreeSet<&str> = numbers
-            .iter()
-            .copied()
-            .filter(|n| !self.accounts.contains_key(*n) && !self.accounts_read.contains_key(*n))
-            .collect();
-        let numbers: Vec<&str> = numbers.into_iter().collect();
+        let numbers = super::cases::unknown(numbers, |n| {
+            self.accounts.contains_key(n) || self.accounts_read.contains_key(n)
+        });
         for chunk in super::ledger::lookups(self.backend, &numbers) {
             let sql = format!(
                 "SELECT account_number, bank, kind, project_code, contractor_uscc, region, status, opened_on \

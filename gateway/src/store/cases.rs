@@ -105,6 +105,12 @@ impl CaseCache {
     }
 }
 
+/// The distinct `keys` not yet `known`, in order.
+pub(super) fn unknown<'a>(keys: &[&'a str], known: impl Fn(&str) -> bool) -> Vec<&'a str> {
+    let keys: BTreeSet<&str> = keys.iter().copied().filter(|k| !known(k)).collect();
+    keys.into_iter().collect()
+}
+
 /// States in which a lead with the same key no longer joins the case.
 const DONE: [&str; 3] = ["RESOLVED", "FED_BACK", "CLOSED"];
 
@@ -117,12 +123,7 @@ impl LedgerTx {
         keys: &[&str],
         refs: &[(String, &str)],
     ) -> Result<(), StoreError> {
-        let ids: BTreeSet<&str> = ids
-            .iter()
-            .copied()
-            .filter(|id| !self.cases.by_id.contains_key(*id))
-            .collect();
-        let ids: Vec<&str> = ids.into_iter().collect();
+        let ids = unknown(ids, |id| self.cases.by_id.contains_key(id));
         for chunk in lookups(self.backend, &ids) {
             let sql = format!(
                 "SELECT {COLUMNS} FROM cases c WHERE c.id IN ({})",
@@ -140,49 +141,32 @@ impl LedgerTx {
                 self.cases.by_id.entry((*id).to_owned()).or_insert(None);
             }
         }
-        let keys: BTreeSet<&str> = keys
-            .iter()
-            .copied()
-            .filter(|k| !self.cases.by_key.contains_key(*k))
-            .collect();
-        let keys: Vec<&str> = keys.into_iter().collect();
+        let keys = unknown(keys, |k| self.cases.by_key.contains_key(k));
         for chunk in lookups(self.backend, &keys) {
             self.read_keys(chunk).await?;
         }
-        let refs: Vec<&(String, &str)> = refs
+        let refs: Vec<(&str, &str)> = refs
             .iter()
             .filter(|(o, r)| !self.cases.refs.contains_key(&(o.clone(), (*r).to_owned())))
+            .map(|(o, r)| (o.as_str(), *r))
             .collect();
-        for chunk in statements(self.backend, &refs, |(o, r)| o.len() + r.len() + 16) {
-            let mut sources: Vec<&str> = chunk.iter().map(|(o, _)| o.as_str()).collect();
-            sources.sort_unstable();
-            sources.dedup();
-            let sql = format!(
-                "SELECT source, source_reference, case_id, payload_sha256 FROM lead_refs \
-                 WHERE source IN ({}) AND source_reference IN ({})",
-                placeholders(1, sources.len()),
-                placeholders(sources.len() + 1, chunk.len())
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for source in &sources {
-                q = q.bind(*source);
-            }
-            for (_, reference) in chunk {
-                q = q.bind(*reference);
-            }
-            for r in q.fetch_all(&mut *self.tx).await? {
-                let key: (String, String) = (r.try_get("source")?, r.try_get("source_reference")?);
-                if chunk.iter().any(|(o, rf)| *o == key.0 && *rf == key.1) {
-                    let found = (r.try_get("case_id")?, r.try_get("payload_sha256")?);
-                    self.cases.refs.insert(key, Some(found));
-                }
-            }
-            for (o, rf) in chunk {
-                self.cases
-                    .refs
-                    .entry((o.clone(), (*rf).to_owned()))
-                    .or_insert(None);
-            }
+        let rows = self
+            .rows_by_pairs(
+                "source, source_reference, case_id, payload_sha256",
+                "lead_refs",
+                ("source", "source_reference"),
+                &refs,
+            )
+            .await?;
+        for (key, r) in rows {
+            let found = (r.try_get("case_id")?, r.try_get("payload_sha256")?);
+            self.cases.refs.insert(key, Some(found));
+        }
+        for (o, rf) in refs {
+            self.cases
+                .refs
+                .entry((o.to_owned(), rf.to_owned()))
+                .or_insert(None);
         }
         Ok(())
     }

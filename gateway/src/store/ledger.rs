@@ -226,46 +226,70 @@ pub(super) fn index(i: i64) -> u64 {
 }
 
 impl LedgerTx {
-    /// The envelopes already accepted under these (sender, message_id) keys, in one query per
-    /// [`ROWS_PER_STATEMENT`] keys (both columns as IN lists, which both databases answer from the primary
-    /// key; the pairs are then matched here).
+    /// The envelopes already accepted under these (sender, message_id) keys.
     pub async fn prior_envelopes(
         &mut self,
         keys: &[(&str, &str)],
     ) -> Result<HashMap<(String, String), PriorEnvelope>, StoreError> {
         let mut found = HashMap::new();
-        for chunk in keys.chunks(ROWS_PER_STATEMENT) {
-            let mut senders: Vec<&str> = chunk.iter().map(|k| k.0).collect();
-            senders.sort_unstable();
-            senders.dedup();
+        let rows = self
+            .rows_by_pairs(
+                "sender, message_id, header_sha256, log_index, receipt",
+                "envelopes",
+                ("sender", "message_id"),
+                keys,
+            )
+            .await?;
+        for (key, r) in rows {
+            found.insert(
+                key,
+                PriorEnvelope {
+                    header_sha256: r.try_get("header_sha256")?,
+                    log_index: index(r.try_get("log_index")?),
+                    receipt: r.try_get("receipt")?,
+                },
+            );
+        }
+        Ok(found)
+    }
+
+    /// The rows (`columns`, which include both key columns) of `table` whose key columns
+    /// `key` hold one of `pairs`, with their pair. Both columns are asked as IN lists, which both
+    /// databases answer from the primary key; the pairs are then matched here.
+    pub(super) async fn rows_by_pairs(
+        &mut self,
+        columns: &str,
+        table: &str,
+        key: (&str, &str),
+        pairs: &[(&str, &str)],
+    ) -> Result<Vec<((String, String), sqlx::any::AnyRow)>, StoreError> {
+        let mut out = Vec::new();
+        for chunk in statements(self.backend, pairs, |(a, b)| a.len() + b.len() + 16) {
+            let mut firsts: Vec<&str> = chunk.iter().map(|p| p.0).collect();
+            firsts.sort_unstable();
+            firsts.dedup();
             let sql = format!(
-                "SELECT sender, message_id, header_sha256, log_index, receipt FROM envelopes \
-                 WHERE sender IN ({}) AND message_id IN ({})",
-                placeholders(1, senders.len()),
-                placeholders(senders.len() + 1, chunk.len())
+                "SELECT {columns} FROM {table} WHERE {} IN ({}) AND {} IN ({})",
+                key.0,
+                placeholders(1, firsts.len()),
+                key.1,
+                placeholders(firsts.len() + 1, chunk.len())
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for sender in &senders {
-                q = q.bind(*sender);
+            for first in &firsts {
+                q = q.bind(*first);
             }
-            for (_, message_id) in chunk {
-                q = q.bind(*message_id);
+            for (_, second) in chunk {
+                q = q.bind(*second);
             }
             for r in q.fetch_all(&mut *self.tx).await? {
-                let key: (String, String) = (r.try_get("sender")?, r.try_get("message_id")?);
-                if chunk.iter().any(|(s, m)| *s == key.0 && *m == key.1) {
-                    found.insert(
-                        key,
-                        PriorEnvelope {
-                            header_sha256: r.try_get("header_sha256")?,
-                            log_index: index(r.try_get("log_index")?),
-                            receipt: r.try_get("receipt")?,
-                        },
-                    );
+                let pair: (String, String) = (r.try_get(key.0)?, r.try_get(key.1)?);
+                if chunk.iter().any(|(a, b)| *a == pair.0 && *b == pair.1) {
+                    out.push((pair, r));
                 }
             }
         }
-        Ok(found)
+        Ok(out)
     }
 
     /// Adds a log entry (written when the transaction settles, before the rows that refer to
