@@ -8,7 +8,11 @@
 //! - `lead`: SubmitLead — a lead source signs each lead; the gateway verifies, routes, appends
 //!   durably and signs a receipt;
 //! - `events`: Banks.PushEvents — a bank streams signed batches of account events;
-//! - `query`: AccountQueries.Query relayed to a bank link answering at once (in process);
+//! - `direct`: the query relay's own baseline — the asker calls a bank adapter directly
+//!   (AccountQueries.Query over the same mTLS, served by this binary without the gateway): it
+//!   checks the asker's signature and digest and answers with a signed balance;
+//! - `query`: AccountQueries.Query relayed to a bank link answering at once (in process); when
+//!   `direct` ran before it, the line after it gives what the relay adds at p50;
 //! - `fanout`: housing leads, each delivered to its handler and its co-handler, who read their
 //!   mailboxes and acknowledge every message (itself a signed, logged envelope); the rate
 //!   counts deliveries that arrived in the window, the latency runs from submission to arrival.
@@ -36,13 +40,14 @@ pub enum Scenario {
     Echo,
     Lead,
     Events,
+    Direct,
     Query,
     Fanout,
 }
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Scenarios to run after the echo baseline (repeat the flag); default: lead, events, query.
+    /// Scenarios to run after the echo baseline (repeat the flag); default: all of them.
     #[arg(long = "scenario", value_enum)]
     pub scenarios: Vec<Scenario>,
     /// PostgreSQL URL; unset: a fresh SQLite file in a temporary directory.
@@ -284,10 +289,12 @@ fn header(sender: &str) -> pb::Header {
     }
 }
 
-/// The bare mTLS echo: gRPC health Check over the gateway's own TLS configuration.
+/// The bare mTLS echo: gRPC health Check over the gateway's own TLS configuration; beside it, the
+/// bank adapter the `direct` scenario calls.
 async fn start_echo(
     config: &Config,
     registry: Arc<crate::identity::Registry>,
+    direct: DirectBank,
 ) -> Result<String, Error> {
     let tls = Arc::new(crate::tls::server_config(
         &config.tls,
@@ -316,12 +323,128 @@ async fn start_echo(
     tokio::spawn(
         Server::builder()
             .add_service(health)
+            .add_service(pb::account_queries_server::AccountQueriesServer::new(
+                direct,
+            ))
             .serve_with_incoming(tokio_stream::wrappers::ReceiverStream::new(rx)),
     );
     Ok(address)
 }
 
 const BENCH_ACCOUNT: &str = "3100021009200009999";
+
+/// The query every asker sends: the balance of the bench account, under an inspection order.
+fn account_query() -> pb::AccountQuery {
+    pb::AccountQuery {
+        account_number: BENCH_ACCOUNT.into(),
+        kind: pb::AccountQueryKind::Balance as i32,
+        purpose: Some(pb::account_query::Purpose::InspectionOrderNumber(
+            "江北人社监查〔2026〕9号".into(),
+        )),
+        ..Default::default()
+    }
+}
+
+/// One account query by hrss-500105 over `channel`, to the gateway or to the bank directly.
+fn ask(
+    signer: &Signer,
+    channel: Channel,
+) -> impl std::future::Future<Output = Result<u64, tonic::Status>> + Send + use<> {
+    let env = signer.seal(header("hrss-500105"), &account_query());
+    async move {
+        let env = env.map_err(|e| tonic::Status::internal(e.to_string()))?;
+        pb::account_queries_client::AccountQueriesClient::new(channel)
+            .query(env)
+            .await
+            .map(|_| 1)
+    }
+}
+
+/// The bank's signed answer to the query `query_message_id`: the bench account's balance.
+fn balance_answer(
+    signer: &Signer,
+    query_message_id: String,
+) -> Result<pb::SignedEnvelope, wagelink_proto::envelope::EnvelopeError> {
+    let mut reply = header("bank-102");
+    reply.in_reply_to = query_message_id.clone();
+    reply.subject = BENCH_ACCOUNT.into();
+    let answer = pb::AccountQueryAnswer {
+        query_message_id,
+        account_number: BENCH_ACCOUNT.into(),
+        kind: pb::AccountQueryKind::Balance as i32,
+        answered_at: None,
+        result: Some(pb::account_query_answer::Result::Balance(
+            pb::AccountBalance {
+                balance_fen: 68_400_000,
+                available_fen: 68_400_000,
+                as_of: None,
+            },
+        )),
+    };
+    signer.seal(reply, &answer)
+}
+
+/// A bank adapter called directly, without the gateway: it checks the asker's signature and the
+/// payload digest, reads the query and answers with the bank's signature. What the relay adds
+/// is measured against it.
+#[derive(Clone)]
+struct DirectBank {
+    signer: Arc<Signer>,
+    asker: Arc<wagelink_proto::envelope::PublicKey>,
+}
+
+#[tonic::async_trait]
+impl pb::account_queries_server::AccountQueries for DirectBank {
+    async fn query(
+        &self,
+        request: tonic::Request<pb::SignedEnvelope>,
+    ) -> Result<tonic::Response<pb::AccountQueryResult>, tonic::Status> {
+        use wagelink_proto::envelope::{header_pae, payload_digest};
+        let env = request.into_inner();
+        let bad = |m: String| tonic::Status::invalid_argument(m);
+        let signature = env
+            .signatures
+            .first()
+            .ok_or_else(|| bad("the query is not signed".into()))?;
+        self.asker
+            .verify(&header_pae(&env.header), &signature.sig, &signature.keyid)
+            .map_err(|e| tonic::Status::unauthenticated(e.to_string()))?;
+        let h = pb::Header::decode(env.header.as_slice()).map_err(|e| bad(e.to_string()))?;
+        if payload_digest(&h.payload_type, &env.payload).map(|d| d.to_vec())
+            != Some(h.payload_sha256.clone())
+        {
+            return Err(bad("the payload does not match the header's digest".into()));
+        }
+        let q = pb::AccountQuery::decode(env.payload.as_slice()).map_err(|e| bad(e.to_string()))?;
+        if q.account_number != BENCH_ACCOUNT {
+            return Err(tonic::Status::not_found("no such account"));
+        }
+        let answer = balance_answer(&self.signer, h.message_id)
+            .map_err(|e| tonic::Status::internal(e.to_string()))?;
+        Ok(tonic::Response::new(pb::AccountQueryResult {
+            answer: Some(answer),
+            receipt: None,
+        }))
+    }
+}
+
+/// The disk's flush latency, the floor of one durable append: p50 of 4 KiB written and
+/// `fdatasync`ed, `n` times, in `dir` (ms).
+fn flush_p50(dir: &Path, n: usize) -> std::io::Result<f64> {
+    use std::io::{Seek, Write};
+    let mut f = std::fs::File::create(dir.join("flush-probe"))?;
+    let page = [0x5au8; 4096];
+    let mut times = Vec::with_capacity(n);
+    for i in 0..n {
+        let started = Instant::now();
+        f.seek(std::io::SeekFrom::Start((i % 16) as u64 * 4096))?;
+        f.write_all(&page)?;
+        f.sync_data()?;
+        times.push(started.elapsed().as_micros() as u64);
+    }
+    times.sort_unstable();
+    Ok(percentile(&times, 0.5))
+}
 
 /// The `fanout` scenario: leads submitted at full rate while both recipients consume.
 async fn fanout(gateway: &str, partners: &Path, args: &BenchArgs) -> Result<Measured, Error> {
@@ -496,23 +619,7 @@ async fn open_bank_link(gateway: &str, bank_dir: &Path) -> Result<(), Error> {
                 Some(pb::bank_link_down::Msg::Query(q)) => {
                     let env = q.query.unwrap_or_default();
                     let h = pb::Header::decode(env.header.as_slice()).unwrap_or_default();
-                    let mut reply = header("bank-102");
-                    reply.in_reply_to = h.message_id.clone();
-                    reply.subject = BENCH_ACCOUNT.into();
-                    let answer = pb::AccountQueryAnswer {
-                        query_message_id: h.message_id,
-                        account_number: BENCH_ACCOUNT.into(),
-                        kind: pb::AccountQueryKind::Balance as i32,
-                        answered_at: None,
-                        result: Some(pb::account_query_answer::Result::Balance(
-                            pb::AccountBalance {
-                                balance_fen: 68_400_000,
-                                available_fen: 68_400_000,
-                                as_of: None,
-                            },
-                        )),
-                    };
-                    if let Ok(sealed) = signer.seal(reply, &answer) {
+                    if let Ok(sealed) = balance_answer(&signer, h.message_id) {
                         let _ = up.send(pb::BankLinkUp {
                             msg: Some(pb::bank_link_up::Msg::Answer(pb::LinkAnswer {
                                 correlation_id: q.correlation_id,
@@ -563,13 +670,27 @@ pub async fn run(args: BenchArgs, out: &mut dyn std::io::Write) -> Result<Vec<Me
     };
     let running = crate::server::start(&config, store, registry.clone()).await?;
     let gateway = format!("https://{}", running.local_addr);
-    let echo = start_echo(&config, registry).await?;
     let partners = config.data_dir.join("partners");
+    let direct = DirectBank {
+        signer: signer(&partners.join("bank-102"))?,
+        asker: Arc::new(wagelink_proto::envelope::PublicKey::from_certificate(
+            &<rustls_pki_types::CertificateDer as rustls_pki_types::pem::PemObject>::from_pem_file(
+                partners.join("hrss-500105").join("cert.pem"),
+            )?,
+        )?),
+    };
+    let echo = start_echo(&config, registry, direct).await?;
     let db = crate::store::redact_url(&config.effective_database_url());
     writeln!(
         out,
         "wagelink bench: {} s per scenario, {} in flight over {} connections, database {db}",
         args.seconds, args.concurrency, args.connections
+    )?;
+    writeln!(
+        out,
+        "flush    p50 {:.2} ms: 4 KiB written and fdatasync'ed in {} (a durable commit waits for at least one)",
+        flush_p50(dir.path(), 200)?,
+        dir.path().display()
     )?;
     let mut results = Vec::new();
 
@@ -595,6 +716,7 @@ pub async fn run(args: BenchArgs, out: &mut dyn std::io::Write) -> Result<Vec<Me
         vec![
             Scenario::Lead,
             Scenario::Events,
+            Scenario::Direct,
             Scenario::Query,
             Scenario::Fanout,
         ]
@@ -695,6 +817,19 @@ pub async fn run(args: BenchArgs, out: &mut dyn std::io::Write) -> Result<Vec<Me
                 analyze_after_warm_up();
                 fanout(&gateway, &partners, &args).await?
             }
+            Scenario::Direct => {
+                let asker_dir = partners.join("hrss-500105");
+                let conns = channels(&echo, &asker_dir, args.connections).await?;
+                let signer = signer(&asker_dir)?;
+                load(
+                    "direct",
+                    &conns,
+                    args.concurrency,
+                    args.seconds,
+                    move |c, _| ask(&signer, c),
+                )
+                .await
+            }
             Scenario::Query => {
                 let bank_dir = partners.join("bank-102");
                 open_bank_link(&gateway, &bank_dir).await?;
@@ -707,29 +842,21 @@ pub async fn run(args: BenchArgs, out: &mut dyn std::io::Write) -> Result<Vec<Me
                     &conns,
                     args.concurrency,
                     args.seconds,
-                    move |c, _| {
-                        let q = pb::AccountQuery {
-                            account_number: BENCH_ACCOUNT.into(),
-                            kind: pb::AccountQueryKind::Balance as i32,
-                            purpose: Some(pb::account_query::Purpose::InspectionOrderNumber(
-                                "江北人社监查〔2026〕9号".into(),
-                            )),
-                            ..Default::default()
-                        };
-                        let env = signer.seal(header("hrss-500105"), &q);
-                        async move {
-                            let env = env.map_err(|e| tonic::Status::internal(e.to_string()))?;
-                            pb::account_queries_client::AccountQueriesClient::new(c)
-                                .query(env)
-                                .await
-                                .map(|_| 1)
-                        }
-                    },
+                    move |c, _| ask(&signer, c),
                 )
                 .await
             }
         };
         report(out, &m, &results[0])?;
+        if m.name == "query"
+            && let Some(direct) = results.iter().find(|r| r.name == "direct")
+        {
+            writeln!(
+                out,
+                "query adds {:.2} ms at p50 over calling the bank adapter directly",
+                m.p50_ms - direct.p50_ms
+            )?;
+        }
         results.push(m);
     }
     running.shutdown().await?;
@@ -750,4 +877,42 @@ fn report(out: &mut dyn std::io::Write, m: &Measured, baseline: &Measured) -> st
         m.errors,
         m.steal_pct
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every scenario completes exchanges without an error, and the relay's figure over the
+    /// direct call is printed: a bench that no longer drives the gateway fails here, not in the
+    /// next session's measurements. Nothing here is timed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_scenario_completes_exchanges_without_errors() {
+        let args = BenchArgs {
+            scenarios: Vec::new(),
+            database_url: None,
+            seconds: 1,
+            concurrency: 2,
+            connections: 1,
+            batch: 5,
+        };
+        let mut out = Vec::new();
+        let results = run(args, &mut out).await.expect("the bench runs");
+        let printed = String::from_utf8(out).expect("utf-8");
+        let names: Vec<&str> = results.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["echo", "lead", "events", "direct", "query", "fanout"],
+            "{printed}"
+        );
+        for m in &results {
+            assert_eq!(m.errors, 0, "{} had errors:\n{printed}", m.name);
+            assert!(m.count > 0, "{} completed nothing:\n{printed}", m.name);
+        }
+        assert!(printed.contains("flush    p50"), "{printed}");
+        assert!(
+            printed.contains("query adds") && printed.contains("over calling the bank adapter"),
+            "{printed}"
+        );
+    }
 }

@@ -198,7 +198,7 @@ impl LedgerTx {
                  ON CONFLICT (account_number) DO UPDATE SET kind = excluded.kind, project_code = excluded.project_code, \
                  contractor_uscc = excluded.contractor_uscc, region = excluded.region, status = excluded.status, \
                  opened_on = excluded.opened_on, last_event_at = excluded.last_event_at",
-                super::ledger::values(10, chunk.len())
+                super::ledger::values(self.backend, 10, chunk.len())
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for p in chunk {
@@ -224,7 +224,7 @@ impl LedgerTx {
             let sql = format!(
                 "INSERT INTO account_events (bank, event_id, event_sha256, log_index, batch_index, batch_size, audit_path, \
                  account_number, kind, occurred_at, amount_fen, payroll_month, event) VALUES {}",
-                super::ledger::values(13, chunk.len())
+                super::ledger::values(self.backend, 13, chunk.len())
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for e in chunk {
@@ -399,7 +399,7 @@ impl LedgerTx {
         for chunk in super::ledger::statements(self.backend, &answers, |_| 16) {
             let sql = format!(
                 "INSERT INTO query_answers (query_index, answer_index) VALUES {} ON CONFLICT DO NOTHING",
-                super::ledger::values(2, chunk.len())
+                super::ledger::values(self.backend, 2, chunk.len())
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for (query, answer) in chunk {

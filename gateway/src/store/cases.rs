@@ -344,7 +344,7 @@ impl LedgerTx {
                     format!(
                         "INSERT INTO cases (id, opened_index, source, region, state, holder, supervised, overdue, \
                          next_due_at, lead_key, created_at, updated_at, view, project_code) VALUES {}",
-                        values(14, chunk.len())
+                        values(self.backend, 14, chunk.len())
                     )
                 } else {
                     // Several changed cases in one statement: an upsert of rows that exist.
@@ -358,7 +358,7 @@ impl LedgerTx {
                          lead_key = excluded.lead_key, created_at = excluded.created_at, \
                          updated_at = excluded.updated_at, view = excluded.view, \
                          project_code = excluded.project_code",
-                        values(14, chunk.len())
+                        values(self.backend, 14, chunk.len())
                     )
                 };
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -390,7 +390,7 @@ impl LedgerTx {
             let sql = format!(
                 "INSERT INTO lead_refs (source, source_reference, case_id, payload_sha256, log_index) \
                  VALUES {} ON CONFLICT DO NOTHING",
-                values(5, chunk.len())
+                values(self.backend, 5, chunk.len())
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for r in chunk {

@@ -111,10 +111,9 @@ struct EnvelopeRow {
     traceparent: Option<String>,
 }
 
-/// Most rows one multi-row statement writes on SQLite. SQLite finds each numbered parameter by
-/// a walk of the statement's parameter list, so binding costs grow with the square of the
-/// parameters: fewer rows there than on PostgreSQL.
-pub(super) const ROWS_PER_STATEMENT: usize = 20;
+/// Most rows one multi-row statement writes on SQLite. Its parameters are anonymous (see
+/// [`param`]), so binding costs grow with their number, not its square.
+pub(super) const ROWS_PER_STATEMENT: usize = 50;
 /// On PostgreSQL, where [`super::nodelay`] can turn Nagle's algorithm off.
 #[cfg(target_os = "linux")]
 const PG_ROWS_PER_STATEMENT: usize = 50;
@@ -190,10 +189,25 @@ pub(super) fn placeholders(first: usize, n: usize) -> String {
         .join(", ")
 }
 
-/// `($1, $2), ($3, $4)…`: the VALUES list of `rows` rows of `width` columns.
-pub(super) fn values(width: usize, rows: usize) -> String {
+/// Parameter `n` (from 1) of a statement that binds its parameters in the order they appear:
+/// `$n` on PostgreSQL, `?` on SQLite. SQLite finds a named parameter (`$n`) by a walk of the
+/// statement's parameter list, and sqlx asks it for every parameter's name, so binding `$n`
+/// parameters costs the square of their number; an anonymous `?` has no name to look up.
+pub(super) fn param(backend: super::Backend, n: usize) -> String {
+    match backend {
+        super::Backend::Sqlite => "?".to_owned(),
+        super::Backend::Postgres => format!("${n}"),
+    }
+}
+
+/// The VALUES list of `rows` rows of `width` columns, bound in order: `($1, $2), ($3, $4)…` on
+/// PostgreSQL, `(?, ?), (?, ?)…` on SQLite (see [`param`]).
+pub(super) fn values(backend: super::Backend, width: usize, rows: usize) -> String {
     (0..rows)
-        .map(|r| format!("({})", placeholders(r * width + 1, width)))
+        .map(|r| {
+            let row: Vec<String> = (1..=width).map(|c| param(backend, r * width + c)).collect();
+            format!("({})", row.join(", "))
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -315,7 +329,7 @@ impl LedgerTx {
         for chunk in statements(self.backend, &entries, |e| e.1.len() + 64) {
             let sql = format!(
                 "INSERT INTO log_entries (idx, entry, leaf_hash, appended_at) VALUES {}",
-                values(4, chunk.len())
+                values(self.backend, 4, chunk.len())
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for (idx, entry, leaf, at) in chunk {
@@ -359,7 +373,7 @@ impl LedgerTx {
         for chunk in statements(self.backend, &rows.payloads, |p| p.2.len() + 64) {
             let sql = format!(
                 "INSERT INTO payloads (log_index, sha256, payload) VALUES {}",
-                values(3, chunk.len())
+                values(self.backend, 3, chunk.len())
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for (idx, sha, payload) in chunk {
@@ -372,7 +386,7 @@ impl LedgerTx {
         }) {
             let sql = format!(
                 "INSERT INTO envelopes (sender, message_id, header_sha256, payload_type, log_index, receipt, accepted_at, traceparent) VALUES {}",
-                values(8, chunk.len())
+                values(self.backend, 8, chunk.len())
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for e in chunk {
@@ -388,17 +402,18 @@ impl LedgerTx {
             }
             q.execute(&mut *self.tx).await?;
         }
-        for chunk in rows.mailbox.chunks(ROWS_PER_STATEMENT) {
+        for chunk in statements(self.backend, &rows.mailbox, |m| m.0.len() + 32) {
             // Every new message is pending, not yet attempted.
+            let b = self.backend;
             let rows: Vec<String> = (0..chunk.len())
                 .map(|r| {
                     let n = r * 4;
                     format!(
-                        "(${}, ${}, ${}, 'pending', 0, ${})",
-                        n + 1,
-                        n + 2,
-                        n + 3,
-                        n + 4
+                        "({}, {}, {}, 'pending', 0, {})",
+                        param(b, n + 1),
+                        param(b, n + 2),
+                        param(b, n + 3),
+                        param(b, n + 4)
                     )
                 })
                 .collect();
@@ -417,10 +432,12 @@ impl LedgerTx {
             q.execute(&mut *self.tx).await?;
         }
         let parties: Vec<_> = rows.parties.into_iter().collect();
-        for chunk in parties.chunks(ROWS_PER_STATEMENT) {
+        for chunk in statements(self.backend, &parties, |p| {
+            p.0.len() + p.1.len() + p.2.len()
+        }) {
             let sql = format!(
                 "INSERT INTO case_parties (case_id, partner_id, role) VALUES {} ON CONFLICT DO NOTHING",
-                values(3, chunk.len())
+                values(self.backend, 3, chunk.len())
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for (case_id, partner, role) in chunk {

@@ -133,6 +133,7 @@ impl Store {
                 Backend::Sqlite => 4,
                 Backend::Postgres => 16,
             },
+            false,
         )
         .await?;
         if backend == Backend::Sqlite {
@@ -157,7 +158,7 @@ impl Store {
                 source,
             })?;
         let writer = match backend {
-            Backend::Sqlite => Self::pool(url, backend, &options, 1).await?,
+            Backend::Sqlite => Self::pool(url, backend, &options, 1, true).await?,
             Backend::Postgres => pool.clone(),
         };
         Ok(Self {
@@ -174,6 +175,7 @@ impl Store {
         backend: Backend,
         options: &AnyConnectOptions,
         size: u32,
+        writer: bool,
     ) -> Result<AnyPool, StoreError> {
         // The PostgreSQL server's TCP port (none over a Unix socket).
         let pg_port = match backend {
@@ -200,6 +202,13 @@ impl Store {
                              PRAGMA foreign_keys = ON;",
                         )
                         .await?;
+                        // Only the connection that writes keeps its page cache from one
+                        // transaction to the next (a reader's is dropped whenever the file
+                        // changed), so only the writer's is enlarged: with the default 2 MiB the
+                        // indexes' pages were read back from the file at every group.
+                        if writer {
+                            conn.execute("PRAGMA cache_size = -65536").await?;
+                        }
                     }
                     if let Some(port) = pg_port {
                         nodelay::to_port(port);
