@@ -402,8 +402,18 @@ impl pb::banks_server::Banks for BanksService {
             let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             let mut nonce: u64 = 0;
             let mut unanswered = 0u32;
+            // Answers being checked and logged, side by side: their appends share the log's
+            // groups instead of taking one group each, one after another. At most `capacity`
+            // (the link's own bound on queries in flight); the link is not read beyond it.
+            let mut answering = futures::stream::FuturesUnordered::new();
             let end = loop {
                 tokio::select! {
+                    Some(receipt) = answering.next(), if !answering.is_empty() => {
+                        let down = pb::BankLinkDown {
+                            msg: Some(pb::bank_link_down::Msg::AnswerReceipt(receipt)),
+                        };
+                        if out.send(Ok(down)).await.is_err() { break None }
+                    }
                     _ = ping.tick() => {
                         if unanswered >= 3 {
                             break Some(Status::unavailable(format!(
@@ -425,13 +435,10 @@ impl pb::banks_server::Banks for BanksService {
                         Some(q) => if out.send(Ok(q)).await.is_err() { break None },
                         None => break None,
                     },
-                    msg = up.message() => match msg {
+                    msg = up.message(), if answering.len() < capacity as usize => match msg {
                         Ok(Some(pb::BankLinkUp { msg: Some(pb::bank_link_up::Msg::Answer(a)) })) => {
-                            let receipt = this.answer(&me, a).await;
-                            let down = pb::BankLinkDown {
-                                msg: Some(pb::bank_link_down::Msg::AnswerReceipt(receipt)),
-                            };
-                            if out.send(Ok(down)).await.is_err() { break None }
+                            let (this, me) = (this.clone(), me.clone());
+                            answering.push(async move { this.answer(&me, a).await });
                         }
                         Ok(Some(pb::BankLinkUp { msg: Some(pb::bank_link_up::Msg::Refusal(r)) })) => {
                             if let Some(w) = this.links.take(me.id.as_str(), &r.correlation_id) {
@@ -453,6 +460,8 @@ impl pb::banks_server::Banks for BanksService {
                     )),
                 }
             };
+            // Answers already read are logged and handed to their askers even so.
+            while answering.next().await.is_some() {}
             this.links.detach(me.id.as_str(), id);
             tracing::info!(bank = %me.id, link = id, "bank link closed");
             if let Some(status) = end {

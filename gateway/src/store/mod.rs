@@ -191,6 +191,9 @@ impl Store {
             .idle_timeout((size > 1).then_some(Duration::from_secs(600)))
             .max_lifetime((size > 1).then_some(Duration::from_secs(1800)))
             .acquire_timeout(Duration::from_secs(5))
+            // A SQLite connection is a file in this process: asking it whether it is alive
+            // before each use costs a round trip to its worker thread and finds nothing.
+            .test_before_acquire(backend == Backend::Postgres)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
