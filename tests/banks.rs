@@ -560,7 +560,7 @@ async fn account_queries(gw: &TestGateway) {
 
     // bank-102 keeps two links open; hrss-500105 asks for the balance.
     let mut first = open_link(gw, BANK, true).await;
-    let second = open_link(gw, BANK, true).await;
+    let mut second = open_link(gw, BANK, true).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let env = query(
         gw,
@@ -610,24 +610,56 @@ async fn account_queries(gw: &TestGateway) {
     assert_eq!(again.answer.unwrap(), answer);
     let asked = first.asked.load(Ordering::SeqCst) + second.asked.load(Ordering::SeqCst);
     assert_eq!(asked, 1);
-    // Several queries share the two links.
-    for _ in 0..4 {
-        ask(
-            gw,
-            "leading-office-500000",
+    // Eight queries at once share the two links (four in flight on each, their capacity): each
+    // asker gets the answer to its own query, and the bank a receipt for every answer, however
+    // the answers on one link interleave.
+    let envs: Vec<pb::SignedEnvelope> = (0..8)
+        .map(|_| {
             query(
                 gw,
                 "leading-office-500000",
                 account,
                 pb::AccountQueryKind::Balance,
                 order(),
-            ),
+            )
+        })
+        .collect();
+    let results = futures::future::join_all(envs.iter().map(|env| {
+        ask(
+            gw,
+            "leading-office-500000",
+            env.clone(),
             Duration::from_secs(10),
         )
-        .await
-        .unwrap();
+    }))
+    .await;
+    for (env, result) in envs.iter().zip(results) {
+        let answer = result.unwrap().answer.unwrap();
+        assert_eq!(
+            pb::Header::decode(answer.header.as_slice())
+                .unwrap()
+                .in_reply_to,
+            pb::Header::decode(env.header.as_slice())
+                .unwrap()
+                .message_id
+        );
     }
     assert!(first.asked.load(Ordering::SeqCst) >= 2 && second.asked.load(Ordering::SeqCst) >= 2);
+    let mut receipts = 0;
+    while receipts < 8 {
+        let r = tokio::select! {
+            Some(r) = first.receipts.recv() => r,
+            Some(r) = second.receipts.recv() => r,
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {
+                panic!("the bank got {receipts} receipts for its 8 answers")
+            }
+        };
+        assert!(
+            matches!(r.result, Some(pb::link_answer_receipt::Result::Receipt(_))),
+            "{r:?}"
+        );
+        receipts += 1;
+    }
     // The bank's refusal reaches the asker with its code.
     let e = ask(
         gw,
