@@ -644,7 +644,12 @@ async fn account_queries(gw: &TestGateway) {
                 .message_id
         );
     }
-    assert!(first.asked.load(Ordering::SeqCst) >= 2 && second.asked.load(Ordering::SeqCst) >= 2);
+    // The less loaded link is chosen each time: both take part, and no query was sent twice.
+    let (a, b) = (
+        first.asked.load(Ordering::SeqCst),
+        second.asked.load(Ordering::SeqCst),
+    );
+    assert!(a >= 1 && b >= 1 && a + b == 9, "{a} and {b}");
     let mut receipts = 0;
     while receipts < 8 {
         let r = tokio::select! {

@@ -402,17 +402,23 @@ impl pb::banks_server::Banks for BanksService {
             let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             let mut nonce: u64 = 0;
             let mut unanswered = 0u32;
-            // Answers being checked and logged, side by side: their appends share the log's
-            // groups instead of taking one group each, one after another. At most `capacity`
-            // (the link's own bound on queries in flight); the link is not read beyond it.
-            let mut answering = futures::stream::FuturesUnordered::new();
+            // Answers being checked and logged, side by side, each in a task of its own: their
+            // appends share the log's groups instead of taking one group each, one after
+            // another, and each asker has its answer as soon as it is logged, even while this
+            // loop waits for a bank that reads slowly. At most `capacity` (the link's own bound
+            // on queries in flight); the link is not read beyond it.
+            let mut answering = tokio::task::JoinSet::new();
+            let receipt_down = |receipt| pb::BankLinkDown {
+                msg: Some(pb::bank_link_down::Msg::AnswerReceipt(receipt)),
+            };
             let end = loop {
                 tokio::select! {
-                    Some(receipt) = answering.next(), if !answering.is_empty() => {
-                        let down = pb::BankLinkDown {
-                            msg: Some(pb::bank_link_down::Msg::AnswerReceipt(receipt)),
-                        };
-                        if out.send(Ok(down)).await.is_err() { break None }
+                    Some(done) = answering.join_next(), if !answering.is_empty() => {
+                        if let Ok(receipt) = done
+                            && out.send(Ok(receipt_down(receipt))).await.is_err()
+                        {
+                            break None;
+                        }
                     }
                     _ = ping.tick() => {
                         if unanswered >= 3 {
@@ -422,7 +428,11 @@ impl pb::banks_server::Banks for BanksService {
                             )));
                         }
                         nonce += 1;
-                        unanswered += 1;
+                        // While reading is paused at capacity, pongs wait unread: the gateway's
+                        // own backlog must not close a live link.
+                        if answering.len() < capacity as usize {
+                            unanswered += 1;
+                        }
                         let down = pb::BankLinkDown {
                             msg: Some(pb::bank_link_down::Msg::Ping(pb::LinkPing {
                                 nonce,
@@ -438,7 +448,7 @@ impl pb::banks_server::Banks for BanksService {
                     msg = up.message(), if answering.len() < capacity as usize => match msg {
                         Ok(Some(pb::BankLinkUp { msg: Some(pb::bank_link_up::Msg::Answer(a)) })) => {
                             let (this, me) = (this.clone(), me.clone());
-                            answering.push(async move { this.answer(&me, a).await });
+                            answering.spawn(async move { this.answer(&me, a).await });
                         }
                         Ok(Some(pb::BankLinkUp { msg: Some(pb::bank_link_up::Msg::Refusal(r)) })) => {
                             if let Some(w) = this.links.take(me.id.as_str(), &r.correlation_id) {
@@ -460,8 +470,25 @@ impl pb::banks_server::Banks for BanksService {
                     )),
                 }
             };
-            // Answers already read are logged and handed to their askers even so.
-            while answering.next().await.is_some() {}
+            // No new query is sent this link's way while it closes.
+            queries.close();
+            // Answers already read are logged and handed to their askers even so, and their
+            // receipts sent while the bank still reads (a bank that stopped reading is given
+            // up on after a second, so closing never hangs on it).
+            let mut sending = !out.is_closed();
+            while let Some(done) = answering.join_next().await {
+                if let Ok(receipt) = done
+                    && sending
+                {
+                    let sent = out.send(Ok(receipt_down(receipt)));
+                    sending = matches!(
+                        tokio::time::timeout(Duration::from_secs(1), sent).await,
+                        Ok(Ok(()))
+                    );
+                }
+            }
+            // Detached only now: an answer read before the loop ended takes its query off the
+            // link when its task starts.
             this.links.detach(me.id.as_str(), id);
             tracing::info!(bank = %me.id, link = id, "bank link closed");
             if let Some(status) = end {
