@@ -375,13 +375,19 @@ async fn events_and_warnings(gw: &TestGateway) {
 }
 
 /// A bank's own software on its Link stream: answers balance queries with its signature,
-/// refuses payroll queries as not authorised, and counts what it was asked.
+/// refuses payroll queries as not authorised, and counts what it was asked. With `then_close`
+/// it closes its side of the stream right after its first answer and only reads on.
 struct BankSide {
     asked: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     receipts: tokio::sync::mpsc::UnboundedReceiver<pb::LinkAnswerReceipt>,
 }
 
-async fn open_link(gw: &TestGateway, bank: &'static str, answer: bool) -> BankSide {
+async fn open_link(
+    gw: &TestGateway,
+    bank: &'static str,
+    answer: bool,
+    then_close: bool,
+) -> BankSide {
     use std::sync::atomic::Ordering;
     let (up, rx) = tokio::sync::mpsc::unbounded_channel::<pb::BankLinkUp>();
     up.send(pb::BankLinkUp {
@@ -401,7 +407,14 @@ async fn open_link(gw: &TestGateway, bank: &'static str, answer: bool) -> BankSi
     let signer = gw.signer(bank);
     let counter = asked.clone();
     tokio::spawn(async move {
+        let mut open = Some(up);
         while let Ok(Some(m)) = down.message().await {
+            let Some(up) = open.clone() else {
+                if let Some(pb::bank_link_down::Msg::AnswerReceipt(r)) = m.msg {
+                    let _ = receipts_tx.send(r);
+                }
+                continue;
+            };
             match m.msg {
                 Some(pb::bank_link_down::Msg::Query(q)) => {
                     counter.fetch_add(1, Ordering::SeqCst);
@@ -443,6 +456,9 @@ async fn open_link(gw: &TestGateway, bank: &'static str, answer: bool) -> BankSi
                             answer: Some(signer.seal(header, &answer).unwrap()),
                         })),
                     });
+                    if then_close {
+                        open = None;
+                    }
                 }
                 Some(pb::bank_link_down::Msg::AnswerReceipt(r)) => {
                     let _ = receipts_tx.send(r);
@@ -496,6 +512,16 @@ async fn ask(
         .query(request)
         .await
         .map(|r| r.into_inner())
+}
+
+/// `who` asks for `account`'s balance under an inspection order, waiting up to 10 s.
+async fn ask_balance(
+    gw: &TestGateway,
+    who: &str,
+    account: &str,
+) -> Result<pb::AccountQueryResult, tonic::Status> {
+    let env = query(gw, who, account, pb::AccountQueryKind::Balance, order());
+    ask(gw, who, env, Duration::from_secs(10)).await
 }
 
 #[tokio::test]
@@ -559,8 +585,8 @@ async fn account_queries(gw: &TestGateway) {
     assert!(e.message().contains("bank-105"), "{}", e.message());
 
     // bank-102 keeps two links open; hrss-500105 asks for the balance.
-    let mut first = open_link(gw, BANK, true).await;
-    let mut second = open_link(gw, BANK, true).await;
+    let mut first = open_link(gw, BANK, true, false).await;
+    let mut second = open_link(gw, BANK, true, false).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let env = query(
         gw,
@@ -723,7 +749,7 @@ async fn account_queries(gw: &TestGateway) {
     assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
 
     // A bank that never answers: DEADLINE_EXCEEDED at the caller's deadline.
-    let silent = open_link(gw, "bank-105", false).await;
+    let silent = open_link(gw, "bank-105", false, false).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let e = ask(
         gw,
@@ -780,6 +806,28 @@ async fn account_queries(gw: &TestGateway) {
     )
     .await
     .unwrap();
+
+    // A bank that answers and closes its side of the link at once: the asker has the answer,
+    // the bank still gets the receipt for it, and the link is then gone while bank-102's two
+    // others serve on. (The new link, never used, is the one the next query goes to.)
+    let mut closing = open_link(gw, BANK, true, true).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let result = ask_balance(gw, "hrss-500105", account).await.unwrap();
+    assert!(result.answer.is_some());
+    assert_eq!(closing.asked.load(Ordering::SeqCst), 1);
+    let r = tokio::time::timeout(Duration::from_secs(5), closing.receipts.recv())
+        .await
+        .ok()
+        .flatten()
+        .expect("the closing bank got no receipt for its answer");
+    assert!(
+        matches!(r.result, Some(pb::link_answer_receipt::Result::Receipt(_))),
+        "{r:?}"
+    );
+    for _ in 0..3 {
+        ask_balance(gw, "hrss-500105", account).await.unwrap();
+    }
+    assert_eq!(closing.asked.load(Ordering::SeqCst), 1);
 }
 
 /// A camt.054 (version 4) as a bank's core would write it: a labour-cost credit and a payroll
