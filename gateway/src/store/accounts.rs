@@ -144,7 +144,7 @@ impl LedgerTx {
             let sql = format!(
                 "SELECT account_number, bank, kind, project_code, contractor_uscc, region, status, opened_on \
                  FROM accounts WHERE account_number IN ({})",
-                super::ledger::placeholders(1, chunk.len())
+                super::ledger::placeholders(self.backend, 1, chunk.len())
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for n in chunk {
@@ -280,8 +280,9 @@ impl LedgerTx {
         let mut found = std::collections::HashMap::new();
         for chunk in super::ledger::lookups(self.backend, ids) {
             let sql = format!(
-                "SELECT event_id, event_sha256 FROM account_events WHERE bank = $1 AND event_id IN ({})",
-                super::ledger::placeholders(2, chunk.len())
+                "SELECT event_id, event_sha256 FROM account_events WHERE bank = {} AND event_id IN ({})",
+                super::ledger::param(self.backend, 1),
+                super::ledger::placeholders(self.backend, 2, chunk.len())
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(bank);
             for id in chunk {

@@ -127,7 +127,7 @@ impl LedgerTx {
         for chunk in lookups(self.backend, &ids) {
             let sql = format!(
                 "SELECT {COLUMNS} FROM cases c WHERE c.id IN ({})",
-                placeholders(1, chunk.len())
+                placeholders(self.backend, 1, chunk.len())
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for id in chunk {
@@ -175,7 +175,7 @@ impl LedgerTx {
     async fn read_keys(&mut self, keys: &[&str]) -> Result<(), StoreError> {
         let sql = format!(
             "SELECT {COLUMNS} FROM cases c WHERE c.lead_key IN ({}) AND c.state NOT IN ('{}', '{}', '{}')",
-            placeholders(1, keys.len()),
+            placeholders(self.backend, 1, keys.len()),
             DONE[0],
             DONE[1],
             DONE[2]

@@ -131,9 +131,8 @@ pub(super) const PG_STATEMENT_BYTES: usize = 64 * 1024;
 pub(super) const PG_STATEMENT_BYTES: usize = 8 * 1024;
 
 /// `rows` cut into the statements that write them: at most [`ROWS_PER_STATEMENT`] rows each
-/// (50 on PostgreSQL),
-/// and on PostgreSQL at most [`PG_STATEMENT_BYTES`] of parameters (`bytes` of each row), one
-/// row at least.
+/// (`PG_ROWS_PER_STATEMENT` on PostgreSQL), and on PostgreSQL at most [`PG_STATEMENT_BYTES`] of
+/// parameters (`bytes` of each row), one row at least.
 pub(super) fn statements<T>(
     backend: super::Backend,
     rows: &[T],
@@ -181,10 +180,11 @@ fn cut<T>(
     out
 }
 
-/// `$first, $first+1, …`: `n` numbered placeholders.
-pub(super) fn placeholders(first: usize, n: usize) -> String {
+/// `n` placeholders from parameter `first` on, bound in order: `$first, $first+1, …` on
+/// PostgreSQL, `?, ?, …` on SQLite (see [`param`]).
+pub(super) fn placeholders(backend: super::Backend, first: usize, n: usize) -> String {
     (first..first + n)
-        .map(|i| format!("${i}"))
+        .map(|i| param(backend, i))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -204,10 +204,7 @@ pub(super) fn param(backend: super::Backend, n: usize) -> String {
 /// PostgreSQL, `(?, ?), (?, ?)…` on SQLite (see [`param`]).
 pub(super) fn values(backend: super::Backend, width: usize, rows: usize) -> String {
     (0..rows)
-        .map(|r| {
-            let row: Vec<String> = (1..=width).map(|c| param(backend, r * width + c)).collect();
-            format!("({})", row.join(", "))
-        })
+        .map(|r| format!("({})", placeholders(backend, r * width + 1, width)))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -285,9 +282,9 @@ impl LedgerTx {
             let sql = format!(
                 "SELECT {columns} FROM {table} WHERE {} IN ({}) AND {} IN ({})",
                 key.0,
-                placeholders(1, firsts.len()),
+                placeholders(self.backend, 1, firsts.len()),
                 key.1,
-                placeholders(firsts.len() + 1, chunk.len())
+                placeholders(self.backend, firsts.len() + 1, chunk.len())
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for first in &firsts {
