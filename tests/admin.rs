@@ -1147,3 +1147,52 @@ async fn the_first_admin_of_a_new_database_is_bootstrapped_once() {
     assert_eq!(admins[0].1, "admin-city");
     running.shutdown().await.unwrap();
 }
+
+/// A lead accepted once keeps its receipt when it is sent again after the registry changed so
+/// that today's rules no longer route it (its handler suspended); a new lead is refused.
+#[tokio::test]
+async fn a_resubmitted_lead_gets_its_receipt_though_todays_rules_refuse_it() {
+    for db in each_backend().await {
+        let gw = TestGateway::start(db).await;
+        let mut console = Console::open(&gw).await;
+        console
+            .client
+            .upload_rules(console.seal(&pb::UploadRules {
+                rules_text: CITY_RULES.into(),
+                comment: "everything to the city".into(),
+                stage_only: false,
+            }))
+            .await
+            .unwrap();
+        let me = "source-national-platform";
+        let signer = gw.signer(me);
+        let submit = |env: pb::SignedEnvelope| {
+            let channel = gw.channel_as(me);
+            async move {
+                pb::cases_client::CasesClient::new(channel.await)
+                    .submit_lead(env)
+                    .await
+            }
+        };
+        let env = signer.seal(header(me), &lead_in("500112")).unwrap();
+        let first = submit(env.clone()).await.unwrap().into_inner();
+        let size = gw.running.log.size();
+        console
+            .client
+            .suspend_partner(console.seal(&pb::SuspendPartner {
+                partner_id: "hrss-500000".into(),
+                reason: "drill".into(),
+            }))
+            .await
+            .unwrap();
+        let again = submit(env).await.unwrap().into_inner();
+        assert_eq!(again.receipt, first.receipt, "{}", gw.db_name);
+        let other = signer.seal(header(me), &lead_in("500112")).unwrap();
+        let e = submit(other).await.unwrap_err();
+        assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+        assert!(e.message().contains("no routing rule"), "{e:?}");
+        // The suspension is the only entry since the lead.
+        assert_eq!(gw.running.log.size(), size + 1, "{}", gw.db_name);
+        gw.stop().await;
+    }
+}

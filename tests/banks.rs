@@ -40,6 +40,21 @@ fn event(id: &str, account: &str, kind: Kind) -> pb::AccountEvent {
     }
 }
 
+/// A lead in 500105 naming a project and its industry (which makes a project record).
+fn project_lead(code: &str, industry: pb::Industry, name: &str) -> pb::Lead {
+    pb::Lead {
+        channel: pb::LeadChannel::CityApp as i32,
+        lead_type: pb::LeadType::Arrears as i32,
+        region_code: "500105".into(),
+        sector: pb::Sector::Construction as i32,
+        project_industry: industry as i32,
+        project_code: code.into(),
+        project_name: name.into(),
+        worker_count: 3,
+        ..Default::default()
+    }
+}
+
 fn opened(on: &str) -> Kind {
     Kind::AccountOpened(pb::account_event::AccountOpened {
         account_name: "重庆某建筑公司农民工工资专用账户".into(),
@@ -162,17 +177,11 @@ async fn bank_events_reach_the_district_and_warnings_follow_silence() {
 
 async fn events_and_warnings(gw: &TestGateway) {
     // A lead names the project and its industry: housing (a project record).
-    let lead = pb::Lead {
-        channel: pb::LeadChannel::CityApp as i32,
-        lead_type: pb::LeadType::Arrears as i32,
-        region_code: "500105".into(),
-        sector: pb::Sector::Construction as i32,
-        project_industry: pb::Industry::HousingMunicipal as i32,
-        project_code: PROJECT.into(),
-        project_name: "江北区某安置房项目".into(),
-        worker_count: 3,
-        ..Default::default()
-    };
+    let lead = project_lead(
+        PROJECT,
+        pb::Industry::HousingMunicipal,
+        "江北区某安置房项目",
+    );
     wagelink_tests::submit_lead(gw, "source-national-platform", &lead).await;
 
     // The account opened before the month R2 checks, labour cost credited, and a batch with a
@@ -536,17 +545,11 @@ async fn account_queries_are_relayed_to_the_holding_bank() {
 async fn account_queries(gw: &TestGateway) {
     use std::sync::atomic::Ordering;
     // Accounts: one of bank-102 in 江北区 (a housing project), one of bank-105.
-    let lead = pb::Lead {
-        channel: pb::LeadChannel::CityApp as i32,
-        lead_type: pb::LeadType::Arrears as i32,
-        region_code: "500105".into(),
-        sector: pb::Sector::Construction as i32,
-        project_industry: pb::Industry::HousingMunicipal as i32,
-        project_code: PROJECT.into(),
-        project_name: "江北区某安置房项目".into(),
-        worker_count: 3,
-        ..Default::default()
-    };
+    let lead = project_lead(
+        PROJECT,
+        pb::Industry::HousingMunicipal,
+        "江北区某安置房项目",
+    );
     wagelink_tests::submit_lead(gw, "source-national-platform", &lead).await;
     let account = "3100021109024777777";
     let answers = push(
@@ -1303,4 +1306,65 @@ region_code = "500105"
     stop_tx.send(true).unwrap();
     runner.await.unwrap().unwrap();
     gw.stop().await;
+}
+
+/// A batch naming two projects reaches each project's industry authority; sent again after the
+/// batch limit was lowered below its size, it gets its original receipt, while a new batch of
+/// that size is refused.
+#[tokio::test]
+async fn a_batch_reaches_each_projects_authority_and_keeps_its_receipt_under_a_lower_limit() {
+    for db in each_backend().await {
+        let gw = TestGateway::start(db).await;
+        for (code, industry, name) in [
+            (
+                PROJECT,
+                pb::Industry::HousingMunicipal,
+                "江北区某安置房项目",
+            ),
+            (
+                "500105-2026-0077",
+                pb::Industry::Transport,
+                "江北区某道路工程",
+            ),
+        ] {
+            let lead = project_lead(code, industry, name);
+            wagelink_tests::submit_lead(&gw, "source-national-platform", &lead).await;
+        }
+
+        let mut road = event("R-2", "3100021109024777777", credited(5_000));
+        road.project_code = "500105-2026-0077".into();
+        let events = [
+            event("R-1", "3100021109024888888", credited(1_000)),
+            road,
+            event("R-3", "3100021109024888888", credited(2_000)),
+        ];
+        let env = batch(&gw, BANK, &events);
+        let first = receipt(&push(&gw, BANK, vec![env.clone()]).await[0]);
+        let routed: Vec<_> = first
+            .routed_to
+            .iter()
+            .map(|r| r.partner_id.as_str())
+            .collect();
+        assert_eq!(
+            routed,
+            ["hrss-500105", "housing-500000", "transport-500000"],
+            "{}",
+            gw.db_name
+        );
+
+        let mut stopped = gw.shutdown_keeping_data().await;
+        stopped.config.banks.max_batch = 2;
+        let gw = stopped.start().await;
+        let again = receipt(&push(&gw, BANK, vec![env]).await[0]);
+        assert_eq!(again, first, "{}", gw.db_name);
+        let fresh: Vec<_> = ["R-4", "R-5", "R-6"]
+            .iter()
+            .map(|id| event(id, "3100021109024888888", credited(3_000)))
+            .collect();
+        let answers = push(&gw, BANK, vec![batch(&gw, BANK, &fresh)]).await;
+        let (code, message) = rejection(&answers[0]);
+        assert_eq!(code, Code::InvalidArgument, "{message}");
+        assert!(message.contains("at most 2"), "{message}");
+        gw.stop().await;
+    }
 }

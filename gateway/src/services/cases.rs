@@ -216,12 +216,7 @@ impl CasesService {
             )));
         }
         // A resubmission goes straight to the log, which answers with the original receipt.
-        let seen = self
-            .log
-            .store()
-            .envelope_seen(me.id.as_str(), &accepted.header.message_id)
-            .await
-            .map_err(store_unavailable)?;
+        let seen = super::seen(&self.log, me.id.as_str(), &accepted.header.message_id).await?;
         if !seen {
             let case = self.load(&case_id).await?;
             let facts = self.facts(&case, &me, &input);
@@ -298,12 +293,7 @@ impl CasesService {
         lead: &pb::Lead,
         remote_case_id: &str,
     ) -> Result<pb::SignedEnvelope, Status> {
-        let seen = self
-            .log
-            .store()
-            .envelope_seen(peer.id.as_str(), &accepted.header.message_id)
-            .await
-            .map_err(store_unavailable)?;
+        let seen = super::seen(&self.log, peer.id.as_str(), &accepted.header.message_id).await?;
         if !seen {
             let decision = self.route(lead)?;
             if active_kind(&self.registry, &decision.handler) == Some(PartnerKind::PeerGateway) {
@@ -603,19 +593,27 @@ impl pb::cases_server::Cases for CasesService {
         request: Request<pb::SignedEnvelope>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
         let (me, mut verified) = envelope::verify_request::<pb::Lead>(&self.registry, request)?;
-        // A resubmission goes straight to the log, which answers with the original receipt
-        // (or ALREADY_EXISTS): today's rules or registry must not change that answer.
-        let seen = self
-            .log
-            .store()
-            .envelope_seen(me.id.as_str(), &verified.accepted.header.message_id)
-            .await
-            .map_err(store_unavailable)?;
-        if !seen {
-            let decision = self.route(&verified.payload)?;
-            let lead = &verified.payload;
-            verified.accepted.routed_to = routing(&decision);
-            verified.accepted.effects = vec![opening(&decision, lead)];
+        // A resubmission is answered by the log with the original receipt (or ALREADY_EXISTS),
+        // whatever the effects it carries: today's rules or registry must not change that
+        // answer. So the store is asked whether the envelope was seen only when today's rules
+        // refuse it, and then a seen one goes straight to the log.
+        match self.route(&verified.payload) {
+            Ok(decision) => {
+                let lead = &verified.payload;
+                verified.accepted.routed_to = routing(&decision);
+                verified.accepted.effects = vec![opening(&decision, lead)];
+            }
+            Err(refused) => {
+                let seen = super::seen(
+                    &self.log,
+                    me.id.as_str(),
+                    &verified.accepted.header.message_id,
+                )
+                .await?;
+                if !seen {
+                    return Err(refused);
+                }
+            }
         }
         super::record(&self.log, verified.accepted).await
     }

@@ -30,3 +30,12 @@ async fn record(
         receipt: Some(receipt),
     }))
 }
+
+/// Whether `sender` had an envelope with this message id accepted before: its resubmission goes
+/// straight to the log, which answers with the original receipt.
+async fn seen(log: &EvidenceLog, sender: &str, message_id: &str) -> Result<bool, Status> {
+    log.store()
+        .envelope_seen(sender, message_id)
+        .await
+        .map_err(status::store_unavailable)
+}

@@ -562,6 +562,35 @@ impl Store {
             .transpose()
     }
 
+    /// The industry (and name) of each of these projects a lead or project record named, by
+    /// code; a code named twice is looked up once.
+    pub async fn projects(
+        &self,
+        codes: &[&str],
+    ) -> Result<std::collections::HashMap<String, (String, String)>, StoreError> {
+        let mut codes = codes.to_vec();
+        codes.sort_unstable();
+        codes.dedup();
+        let mut found = std::collections::HashMap::new();
+        for chunk in super::ledger::lookups(self.backend, &codes) {
+            let sql = format!(
+                "SELECT project_code, name, industry FROM projects WHERE project_code IN ({})",
+                super::ledger::placeholders(self.backend, 1, chunk.len())
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for c in chunk {
+                q = q.bind(*c);
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                found.insert(
+                    r.try_get("project_code")?,
+                    (r.try_get("name")?, r.try_get("industry")?),
+                );
+            }
+        }
+        Ok(found)
+    }
+
     pub async fn warning_raised(
         &self,
         rule: &str,
@@ -725,5 +754,35 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(result.rows_affected() == 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::testing::each_backend;
+
+    /// A batch's projects are read in one lookup: each known code once with its own industry,
+    /// an unknown code left out, a code named twice answered once.
+    #[tokio::test]
+    async fn projects_are_read_together_by_code() {
+        for db in each_backend().await {
+            let store = db.store();
+            let mut tx = store.begin_ledger().await.unwrap();
+            tx.upsert_project("P-1", "一号", "housing-municipal", "500105", 1)
+                .await
+                .unwrap();
+            tx.upsert_project("P-2", "二号", "transport", "500112", 1)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            let found = store.projects(&["P-2", "P-1", "P-9", "P-2"]).await.unwrap();
+            assert_eq!(found.len(), 2, "{}: {found:?}", db.name);
+            assert_eq!(
+                found["P-1"],
+                ("一号".to_owned(), "housing-municipal".to_owned())
+            );
+            assert_eq!(found["P-2"], ("二号".to_owned(), "transport".to_owned()));
+            assert!(store.projects(&["P-9"]).await.unwrap().is_empty());
+        }
     }
 }
