@@ -275,7 +275,18 @@ impl EvidenceLog {
             tokio::spawn(lead_checkpoints(Arc::downgrade(&shared)));
         }
         let (queue, rx) = mpsc::channel(4 * MAX_GROUP);
-        tokio::spawn(sequence(shared.clone(), rx, checkpoint_every));
+        // The sequencer runs on a thread and runtime of its own: on a busy main runtime every
+        // answer of the database waited behind the other tasks, and the group's statements run
+        // one after another.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Query(sqlx::Error::Io(e)))?;
+        let sequencer = shared.clone();
+        std::thread::Builder::new()
+            .name("wagelink-log".into())
+            .spawn(move || runtime.block_on(sequence(sequencer, rx, checkpoint_every)))
+            .map_err(|e| StoreError::Query(sqlx::Error::Io(e)))?;
         Ok(Arc::new(Self { shared, queue }))
     }
 
@@ -526,6 +537,13 @@ async fn checkpoint(shared: &Shared) {
 /// The single writer of the log: groups appends into transactions and signs checkpoints in
 /// between, so no two log writes of this gateway ever contend. Ends when the log is dropped.
 async fn sequence(shared: Arc<Shared>, mut rx: mpsc::Receiver<Append>, every: Duration) {
+    let store = match shared.store.for_log_writer().await {
+        Ok(store) => store,
+        Err(e) => {
+            tracing::warn!(error = %e, "the log's own database connection could not be opened; appending over the shared pool");
+            shared.store.clone()
+        }
+    };
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last = tokio::time::Instant::now();
@@ -540,7 +558,7 @@ async fn sequence(shared: Arc<Shared>, mut rx: mpsc::Receiver<Append>, every: Du
                         Err(_) => break,
                     }
                 }
-                write_group(&shared, group).await;
+                write_group(&shared, &store, group).await;
             }
             _ = tick.tick() => {}
         }
@@ -558,7 +576,7 @@ type PriorInGroup = (Vec<u8>, Vec<u8>);
 /// What one append in a group came to, before the commit.
 pub type Outcome = Result<Appended, AppendError>;
 
-async fn write_group(shared: &Shared, group: Vec<Append>) {
+async fn write_group(shared: &Shared, store: &Store, group: Vec<Append>) {
     let mut replies = Vec::with_capacity(group.len());
     let mut appends = Vec::with_capacity(group.len());
     for Append { accepted, reply } in group {
@@ -569,7 +587,7 @@ async fn write_group(shared: &Shared, group: Vec<Append>) {
     let result = loop {
         attempt += 1;
         let result = async {
-            let mut tx = shared.store.begin_ledger().await?;
+            let mut tx = store.begin_ledger().await?;
             // The stored log is the truth: if entries were committed that the tree does not
             // hold (a commit whose outcome was lost, another writer), take them in first.
             let start = tx.next_index().await?;

@@ -231,6 +231,26 @@ impl Store {
         self.backend
     }
 
+    /// This store for the log's sequencer, to be called on the runtime it runs on. On
+    /// PostgreSQL its appends get a connection of their own, opened here: a socket answers on
+    /// the runtime whose I/O driver it was registered with, and the shared pool's sockets are
+    /// the main runtime's, whose driver is polled only between other tasks when that runtime is
+    /// busy: each of a group's statements waited milliseconds for its answer. SQLite's writer
+    /// already is a connection of its own, answered by its own thread.
+    pub async fn for_log_writer(&self) -> Result<Store, StoreError> {
+        let mut store = self.clone();
+        if self.backend == Backend::Postgres {
+            let options = AnyConnectOptions::from_str(&self.url).map_err(|source| {
+                StoreError::Unreachable {
+                    url: redact_url(&self.url),
+                    source,
+                }
+            })?;
+            store.writer = Self::pool(&self.url, self.backend, &options, 1, true).await?;
+        }
+        Ok(store)
+    }
+
     /// The URL the store was opened with; it may hold a password: never print it.
     pub(crate) fn url(&self) -> &str {
         &self.url
