@@ -275,18 +275,29 @@ impl EvidenceLog {
             tokio::spawn(lead_checkpoints(Arc::downgrade(&shared)));
         }
         let (queue, rx) = mpsc::channel(4 * MAX_GROUP);
-        // The sequencer runs on a thread and runtime of its own: on a busy main runtime every
-        // answer of the database waited behind the other tasks, and the group's statements run
-        // one after another.
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| StoreError::Query(sqlx::Error::Io(e)))?;
-        let sequencer = shared.clone();
-        std::thread::Builder::new()
-            .name("wagelink-log".into())
-            .spawn(move || runtime.block_on(sequence(sequencer, rx, checkpoint_every)))
-            .map_err(|e| StoreError::Query(sqlx::Error::Io(e)))?;
+        match store_backend {
+            // On PostgreSQL the sequencer runs on a thread and runtime of its own: on a busy main
+            // runtime every answer of the database waited behind the other tasks, and a group's
+            // statements run one after another. SQLite's writer answers from a thread of its
+            // own already and gained nothing from it (BENCHMARKS.md, session 7); there the
+            // sequencer stays among the other tasks, since one that never pauses between groups
+            // may keep the database's write lock from the mailbox claims, which wait for it by
+            // sleeping (with it, the bench's test once delivered nothing within its window).
+            Backend::Postgres => {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| StoreError::Query(sqlx::Error::Io(e)))?;
+                let sequencer = shared.clone();
+                std::thread::Builder::new()
+                    .name("wagelink-log".into())
+                    .spawn(move || runtime.block_on(sequence(sequencer, rx, checkpoint_every)))
+                    .map_err(|e| StoreError::Query(sqlx::Error::Io(e)))?;
+            }
+            Backend::Sqlite => {
+                tokio::spawn(sequence(shared.clone(), rx, checkpoint_every));
+            }
+        }
         Ok(Arc::new(Self { shared, queue }))
     }
 

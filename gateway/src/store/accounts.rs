@@ -185,8 +185,9 @@ impl LedgerTx {
         Ok(())
     }
 
-    /// Writes the accounts and events kept for the commit.
+    /// Writes the projects, accounts and events kept for the commit.
     pub(super) async fn write_accounts(&mut self) -> Result<(), StoreError> {
+        self.write_projects().await?;
         let accounts: Vec<PendingAccount> =
             std::mem::take(&mut self.accounts).into_values().collect();
         for chunk in super::ledger::statements(self.backend, &accounts, |p| {
@@ -319,6 +320,8 @@ impl LedgerTx {
         Ok(())
     }
 
+    /// Records a project as a lead names it; written with the accounts at commit (nothing in
+    /// the transaction reads projects back).
     pub async fn upsert_project(
         &mut self,
         code: &str,
@@ -327,18 +330,36 @@ impl LedgerTx {
         region: &str,
         at: i64,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO projects (project_code, name, industry, region, updated_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (project_code) DO UPDATE SET name = excluded.name, industry = excluded.industry, \
-             region = excluded.region, updated_at = excluded.updated_at",
-        )
-        .bind(code)
-        .bind(name)
-        .bind(industry)
-        .bind(region)
-        .bind(at)
-        .execute(&mut *self.tx)
-        .await?;
+        self.projects.insert(
+            code.to_owned(),
+            (name.to_owned(), industry.to_owned(), region.to_owned(), at),
+        );
+        Ok(())
+    }
+
+    /// Writes the projects kept for the commit, several per statement.
+    async fn write_projects(&mut self) -> Result<(), StoreError> {
+        let projects: Vec<_> = std::mem::take(&mut self.projects).into_iter().collect();
+        for chunk in super::ledger::statements(self.backend, &projects, |(code, p)| {
+            code.len() + p.0.len() + p.1.len() + p.2.len() + 8
+        }) {
+            let sql = format!(
+                "INSERT INTO projects (project_code, name, industry, region, updated_at) VALUES {} \
+                 ON CONFLICT (project_code) DO UPDATE SET name = excluded.name, industry = excluded.industry, \
+                 region = excluded.region, updated_at = excluded.updated_at",
+                super::ledger::values(self.backend, 5, chunk.len())
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (code, (name, industry, region, at)) in chunk {
+                q = q
+                    .bind(code.as_str())
+                    .bind(name.as_str())
+                    .bind(industry.as_str())
+                    .bind(region.as_str())
+                    .bind(*at);
+            }
+            q.execute(&mut *self.tx).await?;
+        }
         Ok(())
     }
 
@@ -761,16 +782,26 @@ impl Store {
 mod tests {
     use crate::store::testing::each_backend;
 
-    /// A batch's projects are read in one lookup: each known code once with its own industry,
-    /// an unknown code left out, a code named twice answered once.
+    /// Projects named in a transaction are written at its commit, the last naming of a code
+    /// winning, and a later transaction's naming updates them. A batch's projects are read in
+    /// one lookup: each known code once with its own industry, an unknown code left out, a code
+    /// named twice answered once.
     #[tokio::test]
-    async fn projects_are_read_together_by_code() {
+    async fn projects_are_written_at_commit_and_read_together_by_code() {
         for db in each_backend().await {
             let store = db.store();
             let mut tx = store.begin_ledger().await.unwrap();
+            tx.upsert_project("P-1", "旧名", "water", "500105", 1)
+                .await
+                .unwrap();
+            tx.upsert_project("P-2", "二号", "water", "500112", 1)
+                .await
+                .unwrap();
             tx.upsert_project("P-1", "一号", "housing-municipal", "500105", 1)
                 .await
                 .unwrap();
+            tx.commit().await.unwrap();
+            let mut tx = store.begin_ledger().await.unwrap();
             tx.upsert_project("P-2", "二号", "transport", "500112", 1)
                 .await
                 .unwrap();

@@ -68,6 +68,9 @@ pub struct LedgerTx {
     pub(super) query_answers: Vec<(i64, i64)>,
     /// (bank, event id) pairs read from the store and not found there.
     pub(super) events_absent: std::collections::HashSet<(String, String)>,
+    /// Projects named by the transaction's leads, by code: (name, industry, region, at); the
+    /// last naming of a code wins, as it would have written one after another.
+    pub(super) projects: std::collections::BTreeMap<String, (String, String, String, i64)>,
     /// Cases and source references as the transaction has them.
     pub(super) cases: super::cases::CaseCache,
     /// The index the next entry takes, once known.
@@ -598,6 +601,7 @@ impl Store {
             events: Vec::new(),
             event_shas: HashMap::new(),
             events_absent: Default::default(),
+            projects: Default::default(),
             query_answers: Vec::new(),
             cases: Default::default(),
         })
