@@ -891,7 +891,11 @@ mod tests {
         let args = BenchArgs {
             scenarios: Vec::new(),
             database_url: None,
-            seconds: 1,
+            // Two seconds: the fan-out counts deliveries arriving within the window, and right
+            // after a build its deliveries lagged the submitters by more than a second (its
+            // recipients' mailbox claims wait for SQLite's write lock): a one-second window
+            // then held none, twice in CI.
+            seconds: 2,
             concurrency: 2,
             connections: 1,
             batch: 5,
