@@ -891,10 +891,10 @@ mod tests {
         let args = BenchArgs {
             scenarios: Vec::new(),
             database_url: None,
-            // Two seconds: the fan-out counts deliveries arriving within the window, and right
-            // after a build its deliveries lagged the submitters by more than a second (its
-            // recipients' mailbox claims wait for SQLite's write lock): a one-second window
-            // then held none, twice in CI.
+            // Two seconds: the fan-out counts deliveries arriving within the window, and in CI
+            // its deliveries lagged the submitters by more than a second (here too its slowest
+            // took 1.2 s; the recipients' mailbox claims wait for SQLite's write lock, the
+            // likely cause): a one-second window held none, twice.
             seconds: 2,
             concurrency: 2,
             connections: 1,
