@@ -279,10 +279,8 @@ impl EvidenceLog {
             // On PostgreSQL the sequencer runs on a thread and runtime of its own: on a busy main
             // runtime every answer of the database waited behind the other tasks, and a group's
             // statements run one after another. SQLite's writer answers from a thread of its
-            // own already and gained nothing from it (BENCHMARKS.md, session 7); there the
-            // sequencer stays among the other tasks, since one that never pauses between groups
-            // may keep the database's write lock from the mailbox claims, which wait for it by
-            // sleeping (with it, the bench's test once delivered nothing within its window).
+            // own already and gained nothing from it (BENCHMARKS.md, session 7), so there the
+            // sequencer stays among the other tasks.
             Backend::Postgres => {
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()

@@ -206,15 +206,12 @@ impl BanksService {
             .map(|e| e.account.project_code.as_str())
             .filter(|c| !c.is_empty())
             .collect();
-        let projects = if codes.is_empty() {
-            Default::default()
-        } else {
-            self.log
-                .store()
-                .projects(&codes)
-                .await
-                .map_err(store_unavailable)?
-        };
+        let projects = self
+            .log
+            .store()
+            .projects(&codes)
+            .await
+            .map_err(store_unavailable)?;
         for e in events {
             let region = e.account.region.as_str();
             add(

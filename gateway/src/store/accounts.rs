@@ -575,12 +575,7 @@ impl Store {
 
     /// The industry (and name) of a project, when a lead or project record named it.
     pub async fn project(&self, code: &str) -> Result<Option<(String, String)>, StoreError> {
-        let row = sqlx::query("SELECT name, industry FROM projects WHERE project_code = $1")
-            .bind(code)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| Ok((r.try_get("name")?, r.try_get("industry")?)))
-            .transpose()
+        Ok(self.projects(&[code]).await?.remove(code))
     }
 
     /// The industry (and name) of each of these projects a lead or project record named, by
