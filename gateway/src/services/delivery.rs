@@ -4,6 +4,7 @@
 //! `Acknowledge` takes the recipient's signed acknowledgement — the proof of delivery — logs it
 //! and marks the message delivered, in one transaction.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -180,59 +181,98 @@ impl Relay {
     }
 }
 
-/// The log entry at `index` and the gateway's receipt for it.
-async fn entry_at(
+/// A log entry a mailbox message points at, decoded, with the gateway's receipt for it.
+struct Stored {
+    kind: Option<pb::entry_body::Kind>,
+    payload: Vec<u8>,
+    receipt: Option<pb::SignedEnvelope>,
+    traceparent: String,
+}
+
+/// The log entries at `indexes` and the gateway's receipts for them, read together.
+async fn stored_at(store: &Store, indexes: &[u64]) -> Result<HashMap<u64, Stored>, Status> {
+    Ok(store
+        .deliverable(indexes)
+        .await
+        .map_err(store_unavailable)?
+        .into_iter()
+        .map(|(index, d)| {
+            let stored = Stored {
+                kind: pb::EntryBody::decode(d.entry.as_slice())
+                    .ok()
+                    .and_then(|b| b.kind),
+                payload: d.payload.unwrap_or_default(),
+                receipt: d
+                    .receipt
+                    .and_then(|r| pb::SignedEnvelope::decode(r.as_slice()).ok()),
+                traceparent: d.traceparent.unwrap_or_default(),
+            };
+            (index, stored)
+        })
+        .collect())
+}
+
+/// What the messages of `rows` are sent from: their log entries and receipts, and for an
+/// acknowledgement the payload type of the envelope it acknowledges (which its DELIVERED
+/// receipt names), in two reads for the lot.
+async fn sources(
     store: &Store,
-    index: u64,
-) -> Result<
-    (
-        Option<pb::entry_body::Kind>,
-        Vec<u8>,
-        Option<pb::SignedEnvelope>,
-        String,
-    ),
-    Status,
-> {
-    let entry = store
-        .entries(index, index + 1, true)
-        .await
-        .map_err(store_unavailable)?
-        .pop()
-        .ok_or_else(|| Status::internal(format!("log entry {index} is missing")))?;
-    let kind = pb::EntryBody::decode(entry.entry.as_slice())
-        .ok()
-        .and_then(|b| b.kind);
-    let (receipt, traceparent) = match store
-        .receipt_and_trace_at(index)
-        .await
-        .map_err(store_unavailable)?
-    {
-        Some((receipt, traceparent)) => (
-            pb::SignedEnvelope::decode(receipt.as_slice()).ok(),
-            traceparent.unwrap_or_default(),
-        ),
-        None => (None, String::new()),
+    rows: &[&MailboxRow],
+) -> Result<(HashMap<u64, Stored>, HashMap<u64, String>), Status> {
+    let indexes: Vec<u64> = rows.iter().map(|r| r.log_index).collect();
+    let stored = stored_at(store, &indexes).await?;
+    let acknowledged: Vec<u64> = stored
+        .values()
+        .filter_map(|s| match &s.kind {
+            Some(pb::entry_body::Kind::Acknowledged(a)) => a.delivered_log_index,
+            _ => None,
+        })
+        .collect();
+    let payload_types = if acknowledged.is_empty() {
+        HashMap::new()
+    } else {
+        stored_at(store, &acknowledged)
+            .await?
+            .into_iter()
+            .filter_map(|(index, s)| match s.kind {
+                Some(pb::entry_body::Kind::Accepted(a)) => Some((
+                    index,
+                    pb::Header::decode(a.header.as_slice())
+                        .map(|h| h.payload_type)
+                        .unwrap_or_default(),
+                )),
+                _ => None,
+            })
+            .collect()
     };
-    Ok((
-        kind,
-        entry.payload.unwrap_or_default(),
-        receipt,
-        traceparent,
-    ))
+    Ok((stored, payload_types))
 }
 
 /// The delivery of one mailbox message: the envelope and the gateway's receipt for it — for an
 /// envelope sent to the partner, its ACCEPTED receipt; for a recipient's acknowledgement of an
-/// envelope the partner sent, a DELIVERED receipt (the proof of delivery).
-#[tracing::instrument(name = "deliver", skip(log, row), fields(cursor = row.cursor, log_index = row.log_index))]
-async fn delivery(
+/// envelope the partner sent, a DELIVERED receipt (the proof of delivery). `stored` is the
+/// entry the row points at; `payload_types` those of acknowledged envelopes (see [`sources`]).
+#[tracing::instrument(name = "deliver", skip_all, fields(cursor = row.cursor, log_index = row.log_index))]
+fn delivery(
     log: &EvidenceLog,
     partner: &str,
     row: &MailboxRow,
-    attempt: u32,
+    stored: Option<&Stored>,
+    payload_types: &HashMap<u64, String>,
 ) -> Result<pb::MailboxDelivery, Status> {
-    let store = log.store();
-    let (kind, payload, stored_receipt, traceparent) = entry_at(store, row.log_index).await?;
+    let Some(Stored {
+        kind,
+        payload,
+        receipt: stored_receipt,
+        traceparent,
+    }) = stored
+    else {
+        return Err(Status::internal(format!(
+            "log entry {} of mailbox message {} is missing",
+            row.log_index, row.cursor
+        )));
+    };
+    // Read once per claimed row, but a partner may hold one entry twice: copied, not taken.
     let (envelope, receipt) = match kind {
         Some(pb::entry_body::Kind::Accepted(a)) => {
             // A lead carries the reporter's personal data: only its handler gets the payload.
@@ -247,24 +287,29 @@ async fn delivery(
             let payload = if is_lead && !handler {
                 Vec::new()
             } else {
-                payload
+                payload.clone()
             };
             (
                 pb::SignedEnvelope {
-                    header: a.header,
+                    header: a.header.clone(),
                     payload,
-                    signatures: a.signatures,
+                    signatures: a.signatures.clone(),
                 },
-                stored_receipt,
+                stored_receipt.clone(),
             )
         }
         Some(pb::entry_body::Kind::Acknowledged(a)) => {
-            let receipt = delivered_receipt(log, &a, row.log_index, stored_receipt).await?;
+            let payload_type = a
+                .delivered_log_index
+                .and_then(|i| payload_types.get(&i).cloned())
+                .unwrap_or_default();
+            let receipt =
+                delivered_receipt(log, a, row.log_index, stored_receipt.as_ref(), payload_type)?;
             (
                 pb::SignedEnvelope {
-                    header: a.header,
-                    payload,
-                    signatures: a.signatures,
+                    header: a.header.clone(),
+                    payload: payload.clone(),
+                    signatures: a.signatures.clone(),
                 },
                 Some(receipt),
             )
@@ -280,9 +325,9 @@ async fn delivery(
         cursor: row.cursor,
         envelope: Some(envelope),
         receipt,
-        attempt,
+        attempt: row.attempts,
         enqueued_at: Some(super::convert::timestamp(row.enqueued_at)),
-        traceparent,
+        traceparent: traceparent.clone(),
         signer_certificates: Vec::new(),
         peer_case_id: String::new(),
     })
@@ -290,25 +335,17 @@ async fn delivery(
 
 /// The DELIVERED receipt for the original sender of an acknowledged envelope, signed by the
 /// gateway; it attests the acknowledgement logged at `ack_index`.
-async fn delivered_receipt(
+fn delivered_receipt(
     log: &EvidenceLog,
     ack: &pb::AcknowledgedEntry,
     ack_index: u64,
-    ack_receipt: Option<pb::SignedEnvelope>,
+    ack_receipt: Option<&pb::SignedEnvelope>,
+    payload_type: String,
 ) -> Result<pb::SignedEnvelope, Status> {
     let case_id = ack_receipt
         .and_then(|r| pb::Receipt::decode(r.payload.as_slice()).ok())
         .map(|r| r.case_id)
         .unwrap_or_default();
-    let payload_type = match ack.delivered_log_index {
-        Some(i) => match entry_at(log.store(), i).await?.0 {
-            Some(pb::entry_body::Kind::Accepted(a)) => pb::Header::decode(a.header.as_slice())
-                .map(|h| h.payload_type)
-                .unwrap_or_default(),
-            _ => String::new(),
-        },
-        None => String::new(),
-    };
     let body = pb::Receipt {
         kind: pb::ReceiptKind::Delivered as i32,
         header_sha256: ack.delivered_header_sha256.clone(),
@@ -416,15 +453,34 @@ async fn run_feed(feed: Feed, stream: &str) {
                 return;
             }
         };
-        for c in claimed {
+        let mut rows = Vec::with_capacity(claimed.len());
+        for c in &claimed {
             if c.dead {
                 tracing::warn!(partner = %partner, cursor = c.row.cursor, "message dead-lettered after too many delivery attempts");
-                continue;
+            } else {
+                rows.push(&c.row);
             }
-            let message = match (
-                &relay,
-                delivery(&log, &partner, &c.row, c.row.attempts).await,
-            ) {
+        }
+        let (stored, payload_types) = if rows.is_empty() {
+            Default::default()
+        } else {
+            match sources(&store, &rows).await {
+                Ok(sources) => sources,
+                Err(e) => {
+                    let _ = out.send(Err(e)).await;
+                    return;
+                }
+            }
+        };
+        for row in rows {
+            let message = delivery(
+                &log,
+                &partner,
+                row,
+                stored.get(&row.log_index),
+                &payload_types,
+            );
+            let message = match (&relay, message) {
                 (Some(relay), Ok(d)) => relay.apply(&log, &partner, d).await,
                 (_, message) => message,
             };

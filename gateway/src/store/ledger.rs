@@ -26,6 +26,16 @@ pub struct StoredEntry {
     pub payload_erased: bool,
 }
 
+/// A log entry as a mailbox message is sent from it (see [`Store::deliverable`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deliverable {
+    pub entry: Vec<u8>,
+    pub payload: Option<Vec<u8>>,
+    /// The gateway's receipt for the envelope the entry accepted (none for other entries).
+    pub receipt: Option<Vec<u8>>,
+    pub traceparent: Option<String>,
+}
+
 /// A stored checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredCheckpoint {
@@ -808,6 +818,44 @@ impl Store {
             .transpose()
     }
 
+    /// What mailbox messages are sent from, for the log entries at `indexes`, in one statement
+    /// per few hundred: each entry, its payload (none once erased) and the receipt and
+    /// `traceparent` of the envelope it accepted, if any. A stream sends the messages it claimed
+    /// from this rather than asking twice per message.
+    pub async fn deliverable(
+        &self,
+        indexes: &[u64],
+    ) -> Result<HashMap<u64, Deliverable>, StoreError> {
+        let mut indexes = indexes.to_vec();
+        indexes.sort_unstable();
+        indexes.dedup();
+        let mut found = HashMap::with_capacity(indexes.len());
+        for chunk in cut(self.backend, &indexes, KEYS_PER_LOOKUP, |_| 8) {
+            let sql = format!(
+                "SELECT e.idx, e.entry, p.payload, v.receipt, v.traceparent FROM log_entries e \
+                 LEFT JOIN payloads p ON p.log_index = e.idx \
+                 LEFT JOIN envelopes v ON v.log_index = e.idx WHERE e.idx IN ({})",
+                placeholders(self.backend, 1, chunk.len())
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for i in chunk {
+                q = q.bind(*i as i64);
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                found.insert(
+                    index(r.try_get("idx")?),
+                    Deliverable {
+                        entry: r.try_get("entry")?,
+                        payload: r.try_get("payload")?,
+                        receipt: r.try_get("receipt")?,
+                        traceparent: r.try_get("traceparent")?,
+                    },
+                );
+            }
+        }
+        Ok(found)
+    }
+
     /// Whether an envelope with this (sender, message_id) was accepted.
     pub async fn envelope_seen(&self, sender: &str, message_id: &str) -> Result<bool, StoreError> {
         let row =
@@ -998,5 +1046,68 @@ impl Store {
         rows.iter()
             .map(|r| Ok((r.try_get("witness")?, r.try_get("line")?)))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::testing::each_backend;
+
+    /// A stream's claimed messages are read together, past one statement's worth of indexes:
+    /// each entry once with its own payload and its envelope's receipt and `traceparent`; an
+    /// entry that accepted no envelope has neither, an unknown index is left out.
+    #[tokio::test]
+    async fn deliverable_entries_are_read_together_with_their_receipts() {
+        const N: u64 = super::KEYS_PER_LOOKUP as u64 + 50;
+        for db in each_backend().await {
+            let store = db.store();
+            let mut tx = store.begin_ledger().await.unwrap();
+            for i in 0..N {
+                tx.insert_entry(i, format!("entry {i}").into_bytes(), &[0; 32], 1)
+                    .await
+                    .unwrap();
+                if i % 2 == 0 {
+                    tx.insert_payload(i, &[0; 32], format!("payload {i}").as_bytes())
+                        .await
+                        .unwrap();
+                    let trace = (i % 4 == 0).then(|| format!("trace {i}"));
+                    tx.insert_envelope(
+                        "source-national-platform",
+                        &format!("m-{i}"),
+                        &[0; 32],
+                        "wagelink.v1.Lead",
+                        i,
+                        format!("receipt {i}").as_bytes(),
+                        1,
+                        trace.as_deref(),
+                    )
+                    .await
+                    .unwrap();
+                }
+            }
+            tx.commit().await.unwrap();
+
+            let mut asked: Vec<u64> = (0..N).rev().collect();
+            asked.extend([N + 7, 3, 0]);
+            let found = store.deliverable(&asked).await.unwrap();
+            assert_eq!(found.len() as u64, N, "{}", db.name);
+            for i in 0..N {
+                let d = &found[&i];
+                assert_eq!(d.entry, format!("entry {i}").into_bytes(), "{}", db.name);
+                if i % 2 == 0 {
+                    assert_eq!(d.payload, Some(format!("payload {i}").into_bytes()));
+                    assert_eq!(d.receipt, Some(format!("receipt {i}").into_bytes()));
+                    assert_eq!(
+                        d.traceparent,
+                        (i % 4 == 0).then(|| format!("trace {i}")),
+                        "{}: {i}",
+                        db.name
+                    );
+                } else {
+                    assert_eq!((&d.payload, &d.receipt), (&None, &None), "{}", db.name);
+                }
+            }
+            assert!(store.deliverable(&[]).await.unwrap().is_empty());
+        }
     }
 }

@@ -29,7 +29,9 @@ pub use accounts::{AccountRow, EventRow, RelayRow};
 pub use admin::{MailboxCounts, NewRules, RulesVersionRow};
 pub use cases::{CaseFilter, CaseRecord};
 pub use federation::ForeignCertificate;
-pub use ledger::{LedgerTx, MailboxRow, Notice, PriorEnvelope, StoredCheckpoint, StoredEntry};
+pub use ledger::{
+    Deliverable, LedgerTx, MailboxRow, Notice, PriorEnvelope, StoredCheckpoint, StoredEntry,
+};
 pub use partners::{CertificateRecord, CertificateStatus};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
