@@ -952,7 +952,7 @@ impl Store {
             .bind(from_cursor as i64)
             .bind(now_ms)
             .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+            .fetch_all(self.claims_pool())
             .await?;
         let mut claimed = rows
             .iter()
@@ -1003,7 +1003,7 @@ impl Store {
         )
         .bind(partner)
         .bind(stream)
-        .execute(&self.pool)
+        .execute(self.claims_pool())
         .await?;
         Ok(())
     }

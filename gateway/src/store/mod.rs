@@ -233,6 +233,20 @@ impl Store {
         self.backend
     }
 
+    /// Where a mailbox's claims are written. SQLite: the log writer's connection, between its
+    /// groups. From another connection each claim waited for the file's write lock, which the
+    /// writer, busy with group after group, left free only for moments: SQLite's busy handler
+    /// sleeps between tries (longer the longer it waits), so claims took up to a second under
+    /// load; and each write from elsewhere empties the writer's page cache. A connection of the
+    /// pool is handed out in turn, so a claim waits for one group at most. PostgreSQL: the
+    /// pool (its claims skip rows others hold and need no file lock).
+    pub(crate) fn claims_pool(&self) -> &AnyPool {
+        match self.backend {
+            Backend::Sqlite => &self.writer,
+            Backend::Postgres => &self.pool,
+        }
+    }
+
     /// This store for the log's sequencer, to be called on the runtime it runs on. On
     /// PostgreSQL its appends get a connection of their own, opened here: a socket answers on
     /// the runtime whose I/O driver it was registered with, and the shared pool's sockets are
