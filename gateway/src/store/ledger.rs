@@ -26,6 +26,16 @@ pub struct StoredEntry {
     pub payload_erased: bool,
 }
 
+/// The statement of [`Store::deliverable`] for `n` indexes.
+fn deliverable_sql(backend: super::Backend, n: usize) -> String {
+    format!(
+        "SELECT e.idx, e.entry, p.payload, v.receipt, v.traceparent FROM log_entries e \
+         LEFT JOIN payloads p ON p.log_index = e.idx \
+         LEFT JOIN envelopes v ON v.log_index = e.idx WHERE e.idx IN ({})",
+        placeholders(backend, 1, n)
+    )
+}
+
 /// A log entry as a mailbox message is sent from it (see [`Store::deliverable`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deliverable {
@@ -831,13 +841,10 @@ impl Store {
         indexes.dedup();
         let mut found = HashMap::with_capacity(indexes.len());
         for chunk in cut(self.backend, &indexes, KEYS_PER_LOOKUP, |_| 8) {
-            let sql = format!(
-                "SELECT e.idx, e.entry, p.payload, v.receipt, v.traceparent FROM log_entries e \
-                 LEFT JOIN payloads p ON p.log_index = e.idx \
-                 LEFT JOIN envelopes v ON v.log_index = e.idx WHERE e.idx IN ({})",
-                placeholders(self.backend, 1, chunk.len())
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(deliverable_sql(
+                self.backend,
+                chunk.len(),
+            )));
             for i in chunk {
                 q = q.bind(*i as i64);
             }
@@ -1051,7 +1058,41 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use crate::store::testing::each_backend;
+    use sqlx::Row;
+
+    use crate::store::testing::{TestDb, each_backend};
+
+    /// Each delivered message's receipt is found by its log index through an index, not by
+    /// reading every envelope ever accepted (so sending got slower as the log grew): SQLite's
+    /// plan for the statement that reads a stream's messages searches `envelopes` by the index.
+    #[tokio::test]
+    async fn a_deliverys_receipt_is_found_through_an_index() {
+        let db = TestDb::sqlite().await;
+        let store = db.store();
+        let sql = format!(
+            "EXPLAIN QUERY PLAN {}",
+            super::deliverable_sql(store.backend, 3)
+        );
+        let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(1i64)
+            .bind(2i64)
+            .bind(3i64)
+            .fetch_all(&store.pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.try_get("detail").unwrap())
+            .collect();
+        assert!(
+            plan.iter()
+                .any(|step| step.contains("envelopes_by_log_index")),
+            "{plan:?}"
+        );
+        assert!(
+            !plan.iter().any(|step| step.starts_with("SCAN v")),
+            "{plan:?}"
+        );
+    }
 
     /// A stream's claimed messages are read together, past one statement's worth of indexes:
     /// each entry once with its own payload and its envelope's receipt and `traceparent`; an
