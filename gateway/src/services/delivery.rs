@@ -252,7 +252,7 @@ async fn sources(
 /// envelope sent to the partner, its ACCEPTED receipt; for a recipient's acknowledgement of an
 /// envelope the partner sent, a DELIVERED receipt (the proof of delivery). `stored` is the
 /// entry the row points at; `payload_types` those of acknowledged envelopes (see [`sources`]).
-#[tracing::instrument(name = "deliver", skip_all, fields(cursor = row.cursor, log_index = row.log_index))]
+#[tracing::instrument(name = "deliver", skip(log, row, stored, payload_types), fields(cursor = row.cursor, log_index = row.log_index, attempt = row.attempts))]
 fn delivery(
     log: &EvidenceLog,
     partner: &str,

@@ -26,6 +26,10 @@ pub struct StoredEntry {
     pub payload_erased: bool,
 }
 
+/// The statement of [`Store::held_by`].
+const HELD_BY_SQL: &str = "SELECT COUNT(*) AS n FROM mailbox WHERE partner_id = $1 \
+     AND state = 'pending' AND claimed_by = $2 AND claimed_until > $3";
+
 /// The statement of [`Store::deliverable`] for `n` indexes.
 fn deliverable_sql(backend: super::Backend, n: usize) -> String {
     format!(
@@ -981,22 +985,21 @@ impl Store {
         Ok(claimed)
     }
 
-    /// How many of `partner`'s pending messages stream `stream` holds unacknowledged now.
+    /// How many of `partner`'s pending messages stream `stream` holds unacknowledged now (found
+    /// through the index of pending messages by stream, not among all the partner's pending
+    /// ones).
     pub async fn held_by(
         &self,
         partner: &str,
         stream: &str,
         now_ms: i64,
     ) -> Result<u32, StoreError> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) AS n FROM mailbox WHERE partner_id = $1 AND state = 'pending' \
-             AND claimed_by = $2 AND claimed_until > $3",
-        )
-        .bind(partner)
-        .bind(stream)
-        .bind(now_ms)
-        .fetch_one(&self.pool)
-        .await?;
+        let row = sqlx::query(HELD_BY_SQL)
+            .bind(partner)
+            .bind(stream)
+            .bind(now_ms)
+            .fetch_one(&self.pool)
+            .await?;
         Ok(index(row.try_get("n")?).min(u64::from(u32::MAX)) as u32)
     }
 }
@@ -1062,18 +1065,9 @@ mod tests {
 
     use crate::store::testing::{TestDb, each_backend};
 
-    /// Each delivered message's receipt is found by its log index through an index, not by
-    /// reading every envelope ever accepted (so sending got slower as the log grew): SQLite's
-    /// plan for the statement that reads a stream's messages searches `envelopes` by the index.
-    #[tokio::test]
-    async fn a_deliverys_receipt_is_found_through_an_index() {
-        let db = TestDb::sqlite().await;
-        let store = db.store();
-        let sql = format!(
-            "EXPLAIN QUERY PLAN {}",
-            super::deliverable_sql(store.backend, 3)
-        );
-        let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(sql))
+    /// SQLite's plan for `sql` with three integer parameters, one line per step.
+    async fn sqlite_plan(store: &crate::store::Store, sql: &str) -> Vec<String> {
+        sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
             .bind(1i64)
             .bind(2i64)
             .bind(3i64)
@@ -1082,7 +1076,17 @@ mod tests {
             .unwrap()
             .iter()
             .map(|r| r.try_get("detail").unwrap())
-            .collect();
+            .collect()
+    }
+
+    /// Each delivered message's receipt is found by its log index through an index, not by
+    /// reading every envelope ever accepted (so sending got slower as the log grew): SQLite's
+    /// plan for the statement that reads a stream's messages searches `envelopes` by the index.
+    #[tokio::test]
+    async fn a_deliverys_receipt_is_found_through_an_index() {
+        let db = TestDb::sqlite().await;
+        let store = db.store();
+        let plan = sqlite_plan(store, &super::deliverable_sql(store.backend, 3)).await;
         assert!(
             plan.iter()
                 .any(|step| step.contains("envelopes_by_log_index")),
@@ -1090,6 +1094,18 @@ mod tests {
         );
         assert!(
             !plan.iter().any(|step| step.starts_with("SCAN v")),
+            "{plan:?}"
+        );
+    }
+
+    /// What a stream holds is counted among the messages it claimed, not among every pending
+    /// message of the partner (which a partner long offline has by the hundred thousand).
+    #[tokio::test]
+    async fn a_streams_held_messages_are_counted_through_an_index() {
+        let db = TestDb::sqlite().await;
+        let plan = sqlite_plan(db.store(), super::HELD_BY_SQL).await;
+        assert!(
+            plan.iter().any(|step| step.contains("mailbox_claims")),
             "{plan:?}"
         );
     }
