@@ -92,27 +92,17 @@ pub struct Measured {
 
 /// Errors counted by the tasks of a scenario, and the first one's message.
 #[derive(Debug, Default)]
-struct Errors {
-    count: std::sync::atomic::AtomicU64,
-    first: std::sync::Mutex<Option<String>>,
-}
+struct Errors(std::sync::Mutex<(u64, Option<String>)>);
 
 impl Errors {
     fn add(&self, what: impl std::fmt::Display) {
-        self.count
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut first = self.first.lock().unwrap_or_else(|e| e.into_inner());
-        if first.is_none() {
-            *first = Some(what.to_string());
-        }
+        let mut errors = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        errors.0 += 1;
+        errors.1.get_or_insert_with(|| what.to_string());
     }
 
-    fn count(&self) -> u64 {
-        self.count.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    fn first(&self) -> Option<String> {
-        self.first.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    fn get(&self) -> (u64, Option<String>) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
@@ -127,10 +117,11 @@ impl Measured {
         (cpu, steal_pct): (f64, f64),
     ) -> Self {
         latencies.sort_unstable();
+        let (errors, first_error) = errors.get();
         Measured {
             name: name.to_owned(),
             count,
-            errors: errors.count(),
+            errors,
             seconds: seconds as f64,
             p50_ms: percentile(&latencies, 0.50),
             p99_ms: percentile(&latencies, 0.99),
@@ -141,7 +132,7 @@ impl Measured {
                 0.0
             },
             steal_pct,
-            first_error: errors.first(),
+            first_error,
             note: None,
         }
     }

@@ -189,10 +189,15 @@ struct Stored {
     traceparent: String,
 }
 
-/// The log entries at `indexes` and the gateway's receipts for them, read together.
-async fn stored_at(store: &Store, indexes: &[u64]) -> Result<HashMap<u64, Stored>, Status> {
+/// The log entries at `indexes` (with their payloads when asked for) and the gateway's receipts
+/// for them, read together.
+async fn stored_at(
+    store: &Store,
+    indexes: &[u64],
+    with_payloads: bool,
+) -> Result<HashMap<u64, Stored>, Status> {
     Ok(store
-        .deliverable(indexes)
+        .deliverable(indexes, with_payloads)
         .await
         .map_err(store_unavailable)?
         .into_iter()
@@ -214,13 +219,13 @@ async fn stored_at(store: &Store, indexes: &[u64]) -> Result<HashMap<u64, Stored
 
 /// What the messages of `rows` are sent from: their log entries and receipts, and for an
 /// acknowledgement the payload type of the envelope it acknowledges (which its DELIVERED
-/// receipt names), in two reads for the lot.
+/// receipt names, from its header: its payload is not read), in two reads for the lot.
 async fn sources(
     store: &Store,
     rows: &[&MailboxRow],
 ) -> Result<(HashMap<u64, Stored>, HashMap<u64, String>), Status> {
     let indexes: Vec<u64> = rows.iter().map(|r| r.log_index).collect();
-    let stored = stored_at(store, &indexes).await?;
+    let stored = stored_at(store, &indexes, true).await?;
     let acknowledged: Vec<u64> = stored
         .values()
         .filter_map(|s| match &s.kind {
@@ -228,23 +233,20 @@ async fn sources(
             _ => None,
         })
         .collect();
-    let payload_types = if acknowledged.is_empty() {
-        HashMap::new()
-    } else {
-        stored_at(store, &acknowledged)
-            .await?
-            .into_iter()
-            .filter_map(|(index, s)| match s.kind {
-                Some(pb::entry_body::Kind::Accepted(a)) => Some((
-                    index,
-                    pb::Header::decode(a.header.as_slice())
-                        .map(|h| h.payload_type)
-                        .unwrap_or_default(),
-                )),
-                _ => None,
-            })
-            .collect()
-    };
+    // None acknowledged: no statement runs.
+    let payload_types = stored_at(store, &acknowledged, false)
+        .await?
+        .into_iter()
+        .filter_map(|(index, s)| match s.kind {
+            Some(pb::entry_body::Kind::Accepted(a)) => Some((
+                index,
+                pb::Header::decode(a.header.as_slice())
+                    .map(|h| h.payload_type)
+                    .unwrap_or_default(),
+            )),
+            _ => None,
+        })
+        .collect();
     Ok((stored, payload_types))
 }
 
@@ -461,15 +463,12 @@ async fn run_feed(feed: Feed, stream: &str) {
                 rows.push(&c.row);
             }
         }
-        let (stored, payload_types) = if rows.is_empty() {
-            Default::default()
-        } else {
-            match sources(&store, &rows).await {
-                Ok(sources) => sources,
-                Err(e) => {
-                    let _ = out.send(Err(e)).await;
-                    return;
-                }
+        // Nothing claimed: no statement runs.
+        let (stored, payload_types) = match sources(&store, &rows).await {
+            Ok(sources) => sources,
+            Err(e) => {
+                let _ = out.send(Err(e)).await;
+                return;
             }
         };
         for row in rows {

@@ -31,10 +31,14 @@ const HELD_BY_SQL: &str = "SELECT COUNT(*) AS n FROM mailbox WHERE partner_id = 
      AND state = 'pending' AND claimed_by = $2 AND claimed_until > $3";
 
 /// The statement of [`Store::deliverable`] for `n` indexes.
-fn deliverable_sql(backend: super::Backend, n: usize) -> String {
+fn deliverable_sql(backend: super::Backend, n: usize, with_payloads: bool) -> String {
+    let (payload, join) = if with_payloads {
+        ("p.payload", "LEFT JOIN payloads p ON p.log_index = e.idx")
+    } else {
+        ("NULL AS payload", "")
+    };
     format!(
-        "SELECT e.idx, e.entry, p.payload, v.receipt, v.traceparent FROM log_entries e \
-         LEFT JOIN payloads p ON p.log_index = e.idx \
+        "SELECT e.idx, e.entry, {payload}, v.receipt, v.traceparent FROM log_entries e {join} \
          LEFT JOIN envelopes v ON v.log_index = e.idx WHERE e.idx IN ({})",
         placeholders(backend, 1, n)
     )
@@ -812,33 +816,23 @@ impl Store {
 
     /// The receipt the gateway gave for the envelope at `log_index`.
     pub async fn receipt_at(&self, log_index: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
-            .receipt_and_trace_at(log_index)
-            .await?
-            .map(|(receipt, _)| receipt))
-    }
-
-    /// The gateway's receipt for the envelope at `log_index`, and the `traceparent` of the call
-    /// that submitted it.
-    pub async fn receipt_and_trace_at(
-        &self,
-        log_index: u64,
-    ) -> Result<Option<(Vec<u8>, Option<String>)>, StoreError> {
-        let row = sqlx::query("SELECT receipt, traceparent FROM envelopes WHERE log_index = $1")
+        let row = sqlx::query("SELECT receipt FROM envelopes WHERE log_index = $1")
             .bind(log_index as i64)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| Ok((r.try_get("receipt")?, r.try_get("traceparent")?)))
+        row.map(|r| r.try_get("receipt"))
             .transpose()
+            .map_err(Into::into)
     }
 
     /// What mailbox messages are sent from, for the log entries at `indexes`, in one statement
-    /// per few hundred: each entry, its payload (none once erased) and the receipt and
-    /// `traceparent` of the envelope it accepted, if any. A stream sends the messages it claimed
-    /// from this rather than asking twice per message.
+    /// per few hundred: each entry, its payload when asked for (none once erased) and the
+    /// receipt and `traceparent` of the envelope it accepted, if any. A stream sends the
+    /// messages it claimed from this rather than asking twice per message.
     pub async fn deliverable(
         &self,
         indexes: &[u64],
+        with_payloads: bool,
     ) -> Result<HashMap<u64, Deliverable>, StoreError> {
         let mut indexes = indexes.to_vec();
         indexes.sort_unstable();
@@ -848,6 +842,7 @@ impl Store {
             let mut q = sqlx::query(sqlx::AssertSqlSafe(deliverable_sql(
                 self.backend,
                 chunk.len(),
+                with_payloads,
             )));
             for i in chunk {
                 q = q.bind(*i as i64);
@@ -1086,7 +1081,7 @@ mod tests {
     async fn a_deliverys_receipt_is_found_through_an_index() {
         let db = TestDb::sqlite().await;
         let store = db.store();
-        let plan = sqlite_plan(store, &super::deliverable_sql(store.backend, 3)).await;
+        let plan = sqlite_plan(store, &super::deliverable_sql(store.backend, 3, true)).await;
         assert!(
             plan.iter()
                 .any(|step| step.contains("envelopes_by_log_index")),
@@ -1146,7 +1141,7 @@ mod tests {
 
             let mut asked: Vec<u64> = (0..N).rev().collect();
             asked.extend([N + 7, 3, 0]);
-            let found = store.deliverable(&asked).await.unwrap();
+            let found = store.deliverable(&asked, true).await.unwrap();
             assert_eq!(found.len() as u64, N, "{}", db.name);
             for i in 0..N {
                 let d = &found[&i];
@@ -1164,7 +1159,7 @@ mod tests {
                     assert_eq!((&d.payload, &d.receipt), (&None, &None), "{}", db.name);
                 }
             }
-            assert!(store.deliverable(&[]).await.unwrap().is_empty());
+            assert!(store.deliverable(&[], true).await.unwrap().is_empty());
         }
     }
 }

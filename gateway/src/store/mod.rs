@@ -240,7 +240,7 @@ impl Store {
     /// load; and each write from elsewhere empties the writer's page cache. A connection of the
     /// pool is handed out in turn, so a claim waits for one group at most. PostgreSQL: the
     /// pool (its claims skip rows others hold and need no file lock).
-    pub(crate) fn claims_pool(&self) -> &AnyPool {
+    fn claims_pool(&self) -> &AnyPool {
         match self.backend {
             Backend::Sqlite => &self.writer,
             Backend::Postgres => &self.pool,
