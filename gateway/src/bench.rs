@@ -16,7 +16,10 @@
 //! - `fanout`: housing leads from a district of their own (500113), each delivered to its
 //!   handler and its co-handler, who read their mailboxes and acknowledge every message
 //!   (itself a signed, logged envelope); the rate counts deliveries that arrived in the
-//!   window, the latency runs from submission to arrival.
+//!   window, the latency runs from submission to arrival;
+//! - `drain`: a handler offline while `--backlog` leads are queued for it (district 500114),
+//!   then connecting: how fast its mailbox empties, every message delivered in cursor order and
+//!   acknowledged; the latency runs from its connection to each message's arrival.
 //!
 //! The load generator shares the machine with the gateway (as the issue asks): CPU per
 //! exchange is the whole process's CPU time, client and server together.
@@ -44,6 +47,7 @@ pub enum Scenario {
     Direct,
     Query,
     Fanout,
+    Drain,
 }
 
 #[derive(Debug, Args)]
@@ -66,6 +70,9 @@ pub struct BenchArgs {
     /// Events per batch envelope in the `events` scenario.
     #[arg(long, default_value_t = 50)]
     pub batch: usize,
+    /// Leads queued for the `drain` scenario's handler while it is offline.
+    #[arg(long, default_value_t = 20_000)]
+    pub backlog: u64,
 }
 
 /// What one scenario measured.
@@ -492,6 +499,24 @@ async fn subscribe(c: &Channel) -> Result<tonic::Streaming<pb::MailboxDelivery>,
         .into_inner())
 }
 
+/// `recipient`'s signed acknowledgement of the delivery at `cursor` (header bytes and message id
+/// of the envelope delivered).
+fn acknowledgement(
+    signer: &Signer,
+    recipient: &str,
+    cursor: u64,
+    delivered_header: &[u8],
+    message_id: String,
+) -> Result<pb::SignedEnvelope, wagelink_proto::envelope::EnvelopeError> {
+    let ack = pb::Acknowledgement {
+        message_id,
+        cursor,
+        header_sha256: wagelink_proto::envelope::sha256(delivered_header).to_vec(),
+        case_id: String::new(),
+    };
+    signer.seal(header(recipient), &ack)
+}
+
 /// The `fanout` scenario: leads submitted at full rate while both recipients consume.
 async fn fanout(gateway: &str, partners: &Path, args: &BenchArgs) -> Result<Measured, Error> {
     use std::collections::HashMap;
@@ -563,14 +588,8 @@ async fn fanout(gateway: &str, partners: &Path, args: &BenchArgs) -> Result<Meas
                 {
                     latencies.push(arrived.saturating_duration_since(at).as_micros() as u64);
                 }
-                let ack = pb::Acknowledgement {
-                    message_id: h.message_id,
-                    cursor: d.cursor,
-                    header_sha256: wagelink_proto::envelope::sha256(&env.header).to_vec(),
-                    case_id: String::new(),
-                };
                 // Acknowledged concurrently, as a recipient with work to do would.
-                match signer.seal(header(recipient), &ack) {
+                match acknowledgement(&signer, recipient, d.cursor, &env.header, h.message_id) {
                     Ok(sealed) => {
                         let (c, errors) = (c.clone(), errors.clone());
                         tokio::spawn(async move {
@@ -670,6 +689,172 @@ async fn fanout(gateway: &str, partners: &Path, args: &BenchArgs) -> Result<Meas
     Ok(measured)
 }
 
+/// The district of the `drain` scenario's leads, and its labour-inspection office: the partner
+/// that is offline while they are queued.
+const DRAIN_REGION: &str = "500114";
+const DRAIN_HANDLER: &str = "hrss-500114";
+
+/// The `drain` scenario: `backlog` leads queued for a handler that is offline, then the handler
+/// connects and reads its mailbox to the end, acknowledging every message (each acknowledgement
+/// a signed, logged envelope), as a partner back from a long outage does. Measured from its
+/// connection until every message arrived and every acknowledgement was answered.
+async fn drain(
+    gateway: &str,
+    partners: &Path,
+    args: &BenchArgs,
+    store: &crate::store::Store,
+) -> Result<Measured, Error> {
+    use std::collections::HashSet;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let backlog = args.backlog.max(1);
+    let errors = Arc::new(Errors::default());
+    let source_dir = partners.join("source-national-platform");
+    let conns = channels(gateway, &source_dir, args.connections).await?;
+    let source = signer(&source_dir)?;
+    let filling = Instant::now();
+    let next = Arc::new(AtomicU64::new(0));
+    let mut writers = Vec::new();
+    for t in 0..args.concurrency.max(1) {
+        let (c, source, next, errors) = (
+            conns[t % conns.len()].clone(),
+            source.clone(),
+            next.clone(),
+            errors.clone(),
+        );
+        writers.push(tokio::spawn(async move {
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= backlog {
+                    break;
+                }
+                let lead = pb::Lead {
+                    channel: pb::LeadChannel::NationalPlatform as i32,
+                    lead_type: pb::LeadType::Arrears as i32,
+                    region_code: DRAIN_REGION.into(),
+                    sector: pb::Sector::Manufacturing as i32,
+                    employer_name: format!("重庆某制衣厂 {n}"),
+                    worker_count: 5,
+                    amount_fen: 2_500_000,
+                    ..Default::default()
+                };
+                let result = match source.seal(header("source-national-platform"), &lead) {
+                    Ok(env) => pb::cases_client::CasesClient::new(c.clone())
+                        .submit_lead(env)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| format!("SubmitLead: {e}")),
+                    Err(e) => Err(format!("cannot sign a lead: {e}")),
+                };
+                if let Err(e) = result {
+                    errors.add(e);
+                }
+            }
+        }));
+    }
+    for w in writers {
+        if let Err(e) = w.await {
+            errors.add(format!("a submitting task failed: {e}"));
+        }
+    }
+    let filled_in = filling.elapsed().as_secs_f64();
+    // A running gateway's database has statistics of a mailbox this size.
+    if store.backend() == crate::store::Backend::Postgres {
+        store.analyze().await?;
+    }
+    let queued = backlog - errors.get().0.min(backlog);
+
+    let dir = partners.join(DRAIN_HANDLER);
+    let c = channel(gateway, &dir).await?;
+    let signer = signer(&dir)?;
+    let usage = Usage::now();
+    let started = Instant::now();
+    // Generous: a drain this slow is a finding, and it is reported with what arrived by then.
+    let give_up = started + Duration::from_secs(600);
+    let mut seen = HashSet::new();
+    let mut latencies = Vec::new();
+    let mut acks = tokio::task::JoinSet::new();
+    'streams: while (seen.len() as u64) < queued {
+        let mut stream = match subscribe(&c).await {
+            Ok(s) => s,
+            Err(e) => {
+                errors.add(format!("{DRAIN_HANDLER} cannot subscribe: {e}"));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        // Within one stream, cursors only rise: the mailbox's order, which is each case's.
+        let mut last = 0;
+        while (seen.len() as u64) < queued {
+            if Instant::now() >= give_up {
+                errors.add(format!(
+                    "gave up after 600 s with {} of {queued} messages delivered",
+                    seen.len()
+                ));
+                break 'streams;
+            }
+            let d = match tokio::time::timeout(Duration::from_secs(1), stream.message()).await {
+                Err(_) => continue,
+                Ok(Ok(Some(d))) => d,
+                Ok(Ok(None)) => {
+                    errors.add(format!("{DRAIN_HANDLER}'s stream ended"));
+                    continue 'streams;
+                }
+                Ok(Err(e)) => {
+                    errors.add(format!("{DRAIN_HANDLER}'s stream failed: {e}"));
+                    continue 'streams;
+                }
+            };
+            if d.cursor <= last {
+                errors.add(format!(
+                    "cursor {} delivered after cursor {last} in one stream",
+                    d.cursor
+                ));
+            }
+            last = d.cursor;
+            if seen.insert(d.cursor) {
+                latencies.push(started.elapsed().as_micros() as u64);
+            }
+            let env = d.envelope.unwrap_or_default();
+            let h = pb::Header::decode(env.header.as_slice()).unwrap_or_default();
+            match acknowledgement(&signer, DRAIN_HANDLER, d.cursor, &env.header, h.message_id) {
+                Ok(sealed) => {
+                    let c = c.clone();
+                    acks.spawn(async move {
+                        pb::delivery_client::DeliveryClient::new(c)
+                            .acknowledge(sealed)
+                            .await
+                            .map(|_| ())
+                    });
+                }
+                Err(e) => errors.add(format!("{DRAIN_HANDLER} cannot sign: {e}")),
+            }
+            while let Some(done) = acks.try_join_next() {
+                record_ack(&errors, done);
+            }
+        }
+    }
+    while let Some(done) = acks.join_next().await {
+        record_ack(&errors, done);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let count = seen.len() as u64;
+    let mut measured = Measured::of("drain", count, &errors, 1, latencies, usage.since());
+    measured.seconds = seconds.max(f64::MIN_POSITIVE);
+    measured.note = Some(format!(
+        "{count} of {queued} queued leads delivered and acknowledged in {seconds:.1} s (queued in {filled_in:.1} s, {:.0}/s); latency from connecting to arrival",
+        queued as f64 / filled_in.max(f64::MIN_POSITIVE)
+    ));
+    Ok(measured)
+}
+
+fn record_ack(errors: &Errors, done: Result<Result<(), tonic::Status>, tokio::task::JoinError>) {
+    match done {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => errors.add(format!("{DRAIN_HANDLER}'s acknowledgement: {e}")),
+        Err(e) => errors.add(format!("an acknowledging task failed: {e}")),
+    }
+}
+
 /// Reports the benchmark account's opening as bank-102, then keeps a link open that answers
 /// every query at once with a signed balance (the bank's core is not what is measured).
 async fn open_bank_link(gateway: &str, bank_dir: &Path) -> Result<(), Error> {
@@ -755,6 +940,7 @@ pub async fn run(args: BenchArgs, out: &mut dyn std::io::Write) -> Result<Vec<Me
     // each id lookup. They are taken near the end of each scenario's warm-up (called as its
     // load starts), as a running gateway's database has them.
     let analyzer = store.clone();
+    let drain_store = store.clone();
     let analyze_after_warm_up = move || {
         if analyzer.backend() == crate::store::Backend::Postgres {
             let store = analyzer.clone();
@@ -817,6 +1003,7 @@ pub async fn run(args: BenchArgs, out: &mut dyn std::io::Write) -> Result<Vec<Me
             Scenario::Direct,
             Scenario::Query,
             Scenario::Fanout,
+            Scenario::Drain,
         ]
     } else {
         args.scenarios.clone()
@@ -915,6 +1102,7 @@ pub async fn run(args: BenchArgs, out: &mut dyn std::io::Write) -> Result<Vec<Me
                 analyze_after_warm_up();
                 fanout(&gateway, &partners, &args).await?
             }
+            Scenario::Drain => drain(&gateway, &partners, &args, &drain_store).await?,
             Scenario::Direct => {
                 let asker_dir = partners.join("hrss-500105");
                 let conns = channels(&echo, &asker_dir, args.connections).await?;
@@ -1002,6 +1190,7 @@ mod tests {
             concurrency: 2,
             connections: 1,
             batch: 5,
+            backlog: 300,
         };
         let mut out = Vec::new();
         let results = run(args, &mut out).await.expect("the bench runs");
@@ -1010,7 +1199,9 @@ mod tests {
         let names: Vec<&str> = results.iter().map(|m| m.name.as_str()).collect();
         assert_eq!(
             names,
-            ["echo", "lead", "events", "direct", "query", "fanout"],
+            [
+                "echo", "lead", "events", "direct", "query", "fanout", "drain"
+            ],
             "{printed}"
         );
         for m in &results {
@@ -1019,6 +1210,11 @@ mod tests {
         }
         assert!(printed.contains("flush    p50"), "{printed}");
         assert!(printed.contains("deliveries/s to keep up"), "{printed}");
+        let drain = results.last().expect("the drain ran");
+        assert_eq!(
+            drain.count, 300,
+            "every queued lead is delivered:\n{printed}"
+        );
         assert!(
             printed.contains("query adds") && printed.contains("over calling the bank adapter"),
             "{printed}"
