@@ -211,6 +211,12 @@ impl LedgerTx {
     }
 }
 
+/// The statement of [`Store::mailbox_depths`].
+const MAILBOX_DEPTHS_SQL: &str = "SELECT partner_id, 'pending' AS state, COUNT(*) AS n FROM mailbox \
+     WHERE state = 'pending' GROUP BY partner_id \
+     UNION ALL SELECT partner_id, 'dead' AS state, COUNT(*) AS n FROM mailbox \
+     WHERE state = 'dead' GROUP BY partner_id";
+
 impl Store {
     /// Every rules version, newest first.
     pub async fn rules_versions(&self) -> Result<Vec<RulesVersionRow>, StoreError> {
@@ -305,25 +311,28 @@ impl Store {
         Ok(result.rows_affected() == 1)
     }
 
-    /// Every partner's mailbox depth: (partner, pending, dead-lettered), for the metrics.
+    /// The mailbox depth of every partner with pending or dead-lettered messages: (partner,
+    /// pending, dead-lettered), by partner, for the metrics. Counted through the indexes of
+    /// pending and of dead-lettered messages ([`MAILBOX_DEPTHS_SQL`]), not over every message
+    /// ever delivered.
     pub async fn mailbox_depths(&self) -> Result<Vec<(String, u64, u64)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT partner_id, \
-               COALESCE(SUM(CASE WHEN state = 'pending' THEN 1 ELSE 0 END), 0) AS pending, \
-               COALESCE(SUM(CASE WHEN state = 'dead' THEN 1 ELSE 0 END), 0) AS dead \
-             FROM mailbox GROUP BY partner_id ORDER BY partner_id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get("partner_id")?,
-                    index(r.try_get("pending")?),
-                    index(r.try_get("dead")?),
-                ))
-            })
-            .collect()
+        let rows = sqlx::query(MAILBOX_DEPTHS_SQL)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut depths = std::collections::BTreeMap::<String, (u64, u64)>::new();
+        for r in &rows {
+            let depth = depths.entry(r.try_get("partner_id")?).or_default();
+            let n = index(r.try_get("n")?);
+            if r.try_get::<String, _>("state")? == "dead" {
+                depth.1 = n;
+            } else {
+                depth.0 = n;
+            }
+        }
+        Ok(depths
+            .into_iter()
+            .map(|(partner, (pending, dead))| (partner, pending, dead))
+            .collect())
     }
 
     /// Open cases with a clock that ran out, by region code, for the metrics.
@@ -366,5 +375,75 @@ impl Store {
             last_cursor: index(row.try_get("last")?),
             oldest_pending_at: row.try_get("oldest")?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::Row;
+
+    use crate::store::testing::each_backend;
+
+    /// Each mailbox holding something is counted (pending and dead-lettered messages, not
+    /// acknowledged ones), and on SQLite through indexes: the statement runs at every metrics
+    /// scrape and must not read every message ever delivered.
+    #[tokio::test]
+    async fn mailbox_depths_count_what_mailboxes_hold_through_indexes() {
+        for db in each_backend().await {
+            let store = db.store();
+            let mut tx = store.begin_ledger().await.unwrap();
+            for i in 0..6 {
+                tx.insert_entry(i, vec![1], &[0; 32], 1).await.unwrap();
+            }
+            tx.settle().await.unwrap();
+            let mut cursors = Vec::new();
+            for (partner, i) in [("hrss-500112", 0), ("hrss-500112", 1), ("hrss-500112", 2)]
+                .into_iter()
+                .chain([("bank-102", 3), ("bank-102", 4), ("court-500103", 5)])
+            {
+                cursors.push((partner, tx.enqueue(partner, i, 1).await.unwrap()));
+            }
+            tx.commit().await.unwrap();
+            let mut tx = store.begin_ledger().await.unwrap();
+            tx.acknowledge("hrss-500112", cursors[1].1).await.unwrap();
+            tx.acknowledge("court-500103", cursors[5].1).await.unwrap();
+            tx.commit().await.unwrap();
+            assert_eq!(
+                store
+                    .count_attempt("bank-102", cursors[3].1, 0)
+                    .await
+                    .unwrap(),
+                None,
+                "past 0 attempts, dead-lettered"
+            );
+            assert_eq!(
+                store.mailbox_depths().await.unwrap(),
+                [
+                    ("bank-102".to_owned(), 1, 1),
+                    ("hrss-500112".to_owned(), 2, 0)
+                ],
+                "{}",
+                db.name
+            );
+            if store.backend() == crate::store::Backend::Sqlite {
+                let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "EXPLAIN QUERY PLAN {}",
+                    super::MAILBOX_DEPTHS_SQL
+                )))
+                .fetch_all(&store.pool)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.try_get("detail").unwrap())
+                .collect();
+                let scans: Vec<&String> = plan.iter().filter(|s| s.contains("mailbox")).collect();
+                assert_eq!(scans.len(), 2, "{plan:?}");
+                assert!(
+                    scans[0].contains("mailbox_pending_by_cursor")
+                        && scans[1].contains("mailbox_dead"),
+                    "{plan:?}"
+                );
+            }
+        }
     }
 }

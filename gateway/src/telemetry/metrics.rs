@@ -219,11 +219,19 @@ impl Metrics {
                 .map(|p| p.kind.to_string())
                 .unwrap_or_else(|| "gateway".into())
         };
-        let mailboxes = store
-            .mailbox_depths()
-            .await?
+        // Every registered partner has a depth, 0 when its mailbox is empty; the store counts
+        // only mailboxes holding something (and the gateway's own, if it ever has one).
+        let mut depths: std::collections::BTreeMap<String, (u64, u64)> = registry
+            .partners()
             .into_iter()
-            .map(|(partner, pending, dead)| {
+            .map(|p| (p.id.to_string(), (0, 0)))
+            .collect();
+        for (partner, pending, dead) in store.mailbox_depths().await? {
+            depths.insert(partner, (pending, dead));
+        }
+        let mailboxes = depths
+            .into_iter()
+            .map(|(partner, (pending, dead))| {
                 let kind = kind_of(&partner);
                 (partner, kind, pending, dead)
             })
