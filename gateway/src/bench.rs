@@ -757,10 +757,8 @@ async fn drain(
         }
     }
     let filled_in = filling.elapsed().as_secs_f64();
-    // A running gateway's database has statistics of a mailbox this size.
-    if store.backend() == crate::store::Backend::Postgres {
-        store.analyze().await?;
-    }
+    // A running gateway's database has statistics of a mailbox this size (PostgreSQL).
+    store.analyze().await?;
     let queued = backlog - errors.get().0.min(backlog);
 
     let dir = partners.join(DRAIN_HANDLER);
