@@ -216,7 +216,7 @@ impl LedgerTx {
                     .bind(p.first_index)
                     .bind(p.at);
             }
-            q.execute(&mut *self.tx).await?;
+            self.write(q).await?;
         }
         let events = std::mem::take(&mut self.events);
         for chunk in super::ledger::statements(self.backend, &events, |e| {
@@ -244,7 +244,7 @@ impl LedgerTx {
                     .bind(e.payroll_month.as_str())
                     .bind(e.event.as_slice());
             }
-            q.execute(&mut *self.tx).await?;
+            self.write(q).await?;
         }
         Ok(())
     }
@@ -358,7 +358,7 @@ impl LedgerTx {
                     .bind(region.as_str())
                     .bind(*at);
             }
-            q.execute(&mut *self.tx).await?;
+            self.write(q).await?;
         }
         Ok(())
     }
@@ -427,7 +427,7 @@ impl LedgerTx {
             for (query, answer) in chunk {
                 q = q.bind(*query).bind(*answer);
             }
-            q.execute(&mut *self.tx).await?;
+            self.write(q).await?;
         }
         Ok(())
     }

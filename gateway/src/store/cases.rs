@@ -382,7 +382,7 @@ impl LedgerTx {
                         .bind(v.encode_to_vec())
                         .bind(v.lead.as_ref().map_or("", |l| l.project_code.as_str()));
                 }
-                q.execute(&mut *self.tx).await?;
+                super::ledger::write_to(&mut self.tx, &mut self.batch, q).await?;
             }
         }
         let refs = std::mem::take(&mut self.cases.new_refs);
@@ -401,7 +401,7 @@ impl LedgerTx {
                     .bind(r.payload_sha256.as_slice())
                     .bind(r.log_index);
             }
-            q.execute(&mut *self.tx).await?;
+            self.write(q).await?;
         }
         Ok(())
     }

@@ -159,6 +159,45 @@ pub struct LedgerTx {
     next: Option<u64>,
     /// Where the SQLite writer keeps what it knows for its next transaction.
     memory: Option<std::sync::Arc<std::sync::Mutex<WriterMemory>>>,
+    /// SQLite, during the commit: the writes kept to go to the database together.
+    pub(super) batch: Option<Batch>,
+}
+
+/// Write statements sent to SQLite as one string, in one round trip to its connection's thread,
+/// with their parameters (all anonymous, see [`param`]) bound in order across the statements.
+/// A round trip took about 0.3 ms when the runtime's threads were busy, even for `SELECT 1`
+/// (BENCHMARKS.md, session 10), and a group of leads wrote six statements before its COMMIT.
+/// PostgreSQL's extended protocol takes one statement per query, so there each write runs at
+/// once.
+#[derive(Default)]
+pub(super) struct Batch {
+    sql: String,
+    arguments: sqlx::any::AnyArguments,
+}
+
+/// A write statement with its parameters bound.
+pub(super) type WriteQuery<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>;
+
+/// [`LedgerTx::write`] for callers that hold other parts of the transaction borrowed.
+pub(super) async fn write_to(
+    tx: &mut Transaction<'static, Any>,
+    batch: &mut Option<Batch>,
+    mut q: WriteQuery<'_>,
+) -> Result<(), StoreError> {
+    use sqlx::Execute as _;
+    let Some(batch) = batch.as_mut() else {
+        q.execute(&mut **tx).await?;
+        return Ok(());
+    };
+    let arguments = q.take_arguments().map_err(sqlx::Error::Encode)?;
+    batch.sql.push_str(q.sql().as_str());
+    batch.sql.push_str(";\n");
+    if let Some(arguments) = arguments {
+        // The buffer's field is public but hidden from sqlx's documentation; sqlx is pinned by
+        // Cargo.lock, and the tests run every batched write.
+        batch.arguments.values.0.extend(arguments.values.0);
+    }
+    Ok(())
 }
 
 /// What the SQLite log writer knows from one transaction to the next, so a group need not ask
@@ -392,6 +431,12 @@ impl LedgerTx {
         Ok(out)
     }
 
+    /// Runs a write statement, or on SQLite during the commit keeps it for the batch sent
+    /// before the commit (see [`Batch`]).
+    pub(super) async fn write(&mut self, q: WriteQuery<'_>) -> Result<(), StoreError> {
+        write_to(&mut self.tx, &mut self.batch, q).await
+    }
+
     /// Adds a log entry (written when the transaction settles, before the rows that refer to
     /// it).
     pub async fn insert_entry(
@@ -425,7 +470,7 @@ impl LedgerTx {
                     .bind(leaf.as_slice())
                     .bind(*at);
             }
-            q.execute(&mut *self.tx).await?;
+            self.write(q).await?;
         }
         if self.cases.pending() {
             self.write_cases().await?;
@@ -465,7 +510,7 @@ impl LedgerTx {
             for (idx, sha, payload) in chunk {
                 q = q.bind(*idx).bind(sha.as_slice()).bind(payload.as_slice());
             }
-            q.execute(&mut *self.tx).await?;
+            self.write(q).await?;
         }
         for chunk in statements(self.backend, &rows.envelopes, |e| {
             e.receipt.len() + e.message_id.len() + e.sender.len() + 128
@@ -486,7 +531,7 @@ impl LedgerTx {
                     .bind(e.at)
                     .bind(e.traceparent.as_deref());
             }
-            q.execute(&mut *self.tx).await?;
+            self.write(q).await?;
         }
         for chunk in statements(self.backend, &rows.mailbox, |m| m.0.len() + 32) {
             // Every new message is pending, not yet attempted.
@@ -515,7 +560,7 @@ impl LedgerTx {
                     .bind(*log_index)
                     .bind(*at);
             }
-            q.execute(&mut *self.tx).await?;
+            self.write(q).await?;
         }
         let parties: Vec<_> = rows.parties.into_iter().collect();
         for chunk in statements(self.backend, &parties, |p| {
@@ -532,7 +577,7 @@ impl LedgerTx {
                     .bind(partner.as_str())
                     .bind(role.as_str());
             }
-            q.execute(&mut *self.tx).await?;
+            self.write(q).await?;
         }
         Ok(())
     }
@@ -629,10 +674,20 @@ impl LedgerTx {
     /// Makes everything in this transaction durable (SQLite: synchronous=FULL; PostgreSQL:
     /// synchronous_commit as the server has it).
     pub async fn commit(mut self) -> Result<(), StoreError> {
+        if self.backend == super::Backend::Sqlite {
+            self.batch = Some(Batch::default());
+        }
         self.settle().await?;
         self.write_accounts().await?;
         self.write_query_answers().await?;
         self.write_rows().await?;
+        if let Some(batch) = self.batch.take()
+            && !batch.sql.is_empty()
+        {
+            sqlx::query_with(sqlx::AssertSqlSafe(batch.sql), batch.arguments)
+                .execute(&mut *self.tx)
+                .await?;
+        }
         self.tx.commit().await?;
         if let Some(memory) = self.memory {
             *memory.lock().unwrap_or_else(|e| e.into_inner()) = WriterMemory {
@@ -682,6 +737,7 @@ impl Store {
             cursors: known.cursors,
             next: known.next,
             memory,
+            batch: None,
             accounts: HashMap::new(),
             accounts_read: HashMap::new(),
             events: Vec::new(),
