@@ -167,8 +167,10 @@ pub struct LedgerTx {
 /// with their parameters (all anonymous, see [`param`]) bound in order across the statements.
 /// A round trip took about 0.3 ms when the runtime's threads were busy, even for `SELECT 1`
 /// (BENCHMARKS.md, session 10), and a group of leads wrote six statements before its COMMIT.
-/// PostgreSQL's extended protocol takes one statement per query, so there each write runs at
-/// once.
+/// The batch is cached as one prepared statement list under its whole text, like any query:
+/// a steady load repeats a few shapes, and an uncached one costs what its statements cost to
+/// prepare one by one. PostgreSQL's extended protocol takes one statement per query, so there
+/// each write runs at once.
 #[derive(Default)]
 pub(super) struct Batch {
     sql: String,
