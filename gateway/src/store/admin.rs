@@ -380,9 +380,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use sqlx::Row;
-
-    use crate::store::testing::each_backend;
+    use crate::store::testing::{each_backend, sqlite_plan};
 
     /// Each mailbox holding something is counted (pending and dead-lettered messages, not
     /// acknowledged ones), and on SQLite through indexes: the statement runs at every metrics
@@ -426,16 +424,7 @@ mod tests {
                 db.name
             );
             if store.backend() == crate::store::Backend::Sqlite {
-                let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "EXPLAIN QUERY PLAN {}",
-                    super::MAILBOX_DEPTHS_SQL
-                )))
-                .fetch_all(&store.pool)
-                .await
-                .unwrap()
-                .iter()
-                .map(|r| r.try_get("detail").unwrap())
-                .collect();
+                let plan = sqlite_plan(store, super::MAILBOX_DEPTHS_SQL, 0).await;
                 let scans: Vec<&String> = plan.iter().filter(|s| s.contains("mailbox")).collect();
                 assert_eq!(scans.len(), 2, "{plan:?}");
                 assert!(

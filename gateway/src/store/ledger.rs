@@ -1161,22 +1161,7 @@ impl Store {
 mod tests {
     use sqlx::Row;
 
-    use crate::store::testing::{TestDb, each_backend};
-
-    /// SQLite's plan for `sql`, its `parameters` bound to 1, 2, …, one line per step.
-    async fn sqlite_plan(store: &crate::store::Store, sql: &str, parameters: i64) -> Vec<String> {
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")));
-        for p in 1..=parameters {
-            query = query.bind(p);
-        }
-        query
-            .fetch_all(&store.pool)
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.try_get("detail").unwrap())
-            .collect()
-    }
+    use crate::store::testing::{TestDb, each_backend, sqlite_plan};
 
     /// Each delivered message's receipt is found by its log index through an index, not by
     /// reading every envelope ever accepted (so sending got slower as the log grew): SQLite's

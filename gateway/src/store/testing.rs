@@ -4,6 +4,23 @@
 
 use super::Store;
 
+/// SQLite's plan for `sql`, its `parameters` bound to 1, 2, …, one line per step.
+#[cfg(test)]
+pub(crate) async fn sqlite_plan(store: &Store, sql: &str, parameters: i64) -> Vec<String> {
+    use sqlx::Row;
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")));
+    for p in 1..=parameters {
+        query = query.bind(p);
+    }
+    query
+        .fetch_all(&store.pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.try_get("detail").unwrap())
+        .collect()
+}
+
 /// The environment variable that turns the PostgreSQL half of every storage test on.
 pub const TEST_DATABASE_URL: &str = "WAGELINK_TEST_DATABASE_URL";
 
