@@ -96,7 +96,7 @@ impl LedgerTx {
              FROM accounts WHERE account_number = $1",
         )
         .bind(number)
-        .fetch_optional(&mut *self.tx)
+        .fetch_optional(&mut self.tx)
         .await?;
         row.as_ref().map(account).transpose()
     }
@@ -150,7 +150,7 @@ impl LedgerTx {
             for n in chunk {
                 q = q.bind(*n);
             }
-            for r in q.fetch_all(&mut *self.tx).await? {
+            for r in q.fetch_all(&mut self.tx).await? {
                 let row = account(&r)?;
                 self.accounts_read
                     .insert(row.account_number.clone(), Some(row));
@@ -289,7 +289,7 @@ impl LedgerTx {
             for id in chunk {
                 q = q.bind(*id);
             }
-            for r in q.fetch_all(&mut *self.tx).await? {
+            for r in q.fetch_all(&mut self.tx).await? {
                 found.insert(r.try_get("event_id")?, r.try_get("event_sha256")?);
             }
         }
@@ -376,7 +376,7 @@ impl LedgerTx {
         .bind(rule)
         .bind(subject)
         .bind(period)
-        .fetch_optional(&mut *self.tx)
+        .fetch_optional(&mut self.tx)
         .await?;
         row.map(|r| r.try_get("case_id").map_err(StoreError::from))
             .transpose()
@@ -398,7 +398,7 @@ impl LedgerTx {
         .bind(period)
         .bind(case_id)
         .bind(at)
-        .execute(&mut *self.tx)
+        .execute(&mut self.tx)
         .await?;
         Ok(())
     }

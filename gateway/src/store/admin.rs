@@ -98,17 +98,17 @@ async fn set_active(conn: &mut sqlx::AnyConnection, version: u32) -> Result<(), 
 
 impl LedgerTx {
     pub async fn insert_partner(&mut self, partner: &Partner, now: i64) -> Result<(), StoreError> {
-        write::insert_partner(&mut self.tx, partner, now).await
+        write::insert_partner(self.tx.connection().await?, partner, now).await
     }
 
     pub async fn update_partner(&mut self, partner: &Partner, now: i64) -> Result<(), StoreError> {
-        write::update_partner(&mut self.tx, partner, now).await
+        write::update_partner(self.tx.connection().await?, partner, now).await
     }
 
     pub async fn partner(&mut self, id: &PartnerId) -> Result<Option<Partner>, StoreError> {
         sqlx::query("SELECT * FROM partners WHERE id = $1")
             .bind(id.as_str())
-            .fetch_optional(&mut *self.tx)
+            .fetch_optional(&mut self.tx)
             .await?
             .as_ref()
             .map(super::partners::partner_from_row)
@@ -121,7 +121,7 @@ impl LedgerTx {
             "SELECT COUNT(*) AS n FROM partners WHERE kind = 'admin' AND status = 'active' AND id <> $1",
         )
         .bind(except)
-        .fetch_one(&mut *self.tx)
+        .fetch_one(&mut self.tx)
         .await?;
         Ok(index(row.try_get("n")?))
     }
@@ -132,7 +132,7 @@ impl LedgerTx {
         der: &[u8],
         now: i64,
     ) -> Result<(), StoreError> {
-        write::insert_certificate(&mut self.tx, facts, der, now).await
+        write::insert_certificate(self.tx.connection().await?, facts, der, now).await
     }
 
     pub async fn certificate(
@@ -141,7 +141,7 @@ impl LedgerTx {
     ) -> Result<Option<CertificateRecord>, StoreError> {
         sqlx::query("SELECT * FROM certificates WHERE sha256 = $1")
             .bind(sha256)
-            .fetch_optional(&mut *self.tx)
+            .fetch_optional(&mut self.tx)
             .await?
             .as_ref()
             .map(super::partners::certificate_from_row)
@@ -156,7 +156,7 @@ impl LedgerTx {
         reason: &str,
         now: i64,
     ) -> Result<bool, StoreError> {
-        write::revoke_certificate(&mut self.tx, sha256, code, reason, now).await
+        write::revoke_certificate(self.tx.connection().await?, sha256, code, reason, now).await
     }
 
     pub async fn rules_version_with_sha256(
@@ -165,7 +165,7 @@ impl LedgerTx {
     ) -> Result<Option<u32>, StoreError> {
         let row = sqlx::query("SELECT version FROM rules_versions WHERE sha256 = $1")
             .bind(sha256)
-            .fetch_optional(&mut *self.tx)
+            .fetch_optional(&mut self.tx)
             .await?;
         row.map(|r| Ok(index(r.try_get("version")?) as u32))
             .transpose()
@@ -174,7 +174,7 @@ impl LedgerTx {
     /// The number the next uploaded rules version gets.
     pub async fn next_rules_version(&mut self) -> Result<u32, StoreError> {
         let row = sqlx::query("SELECT COALESCE(MAX(version), 0) AS last FROM rules_versions")
-            .fetch_one(&mut *self.tx)
+            .fetch_one(&mut self.tx)
             .await?;
         Ok(index(row.try_get("last")?) as u32 + 1)
     }
@@ -187,27 +187,27 @@ impl LedgerTx {
         log_index: u64,
         now: i64,
     ) -> Result<(), StoreError> {
-        insert_version(&mut self.tx, version, new, log_index, now).await
+        insert_version(self.tx.connection().await?, version, new, log_index, now).await
     }
 
     pub async fn rules_version_exists(&mut self, version: u32) -> Result<bool, StoreError> {
         let row = sqlx::query("SELECT version FROM rules_versions WHERE version = $1")
             .bind(i64::from(version))
-            .fetch_optional(&mut *self.tx)
+            .fetch_optional(&mut self.tx)
             .await?;
         Ok(row.is_some())
     }
 
     pub async fn active_rules_version(&mut self) -> Result<Option<u32>, StoreError> {
         let row = sqlx::query("SELECT version FROM rules_active WHERE id = 1")
-            .fetch_optional(&mut *self.tx)
+            .fetch_optional(&mut self.tx)
             .await?;
         row.map(|r| Ok(index(r.try_get("version")?) as u32))
             .transpose()
     }
 
     pub async fn activate_rules(&mut self, version: u32) -> Result<(), StoreError> {
-        set_active(&mut self.tx, version).await
+        set_active(self.tx.connection().await?, version).await
     }
 }
 

@@ -133,7 +133,7 @@ impl LedgerTx {
             for id in chunk {
                 q = q.bind(*id);
             }
-            for row in q.fetch_all(&mut *self.tx).await? {
+            for row in q.fetch_all(&mut self.tx).await? {
                 let r = record(&row)?;
                 self.cases.by_id.insert(r.view.case_id.clone(), Some(r));
             }
@@ -184,7 +184,7 @@ impl LedgerTx {
         for key in keys {
             q = q.bind(*key);
         }
-        let rows = q.fetch_all(&mut *self.tx).await?;
+        let rows = q.fetch_all(&mut self.tx).await?;
         for key in keys {
             // Cases saved here with the key (not yet written, so the rows may miss them).
             let mut ids: Vec<String> = self

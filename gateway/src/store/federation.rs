@@ -115,7 +115,7 @@ impl LedgerTx {
         .bind(peer)
         .bind(remote_case_id)
         .bind(local_case_id)
-        .execute(&mut *self.tx)
+        .execute(&mut self.tx)
         .await?;
         Ok(())
     }

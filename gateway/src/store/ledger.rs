@@ -4,8 +4,10 @@
 
 use std::collections::HashMap;
 
+use sqlx::Row;
 use sqlx::any::Any;
-use sqlx::{Row, Transaction};
+
+use super::writer::WriterTx;
 
 use super::{Store, StoreError};
 
@@ -134,7 +136,7 @@ pub struct MailboxRow {
 /// ([`LedgerTx::settle`]); until then the transaction answers reads of them from memory.
 /// Payloads, envelopes, mailbox messages, case parties and account rows follow.
 pub struct LedgerTx {
-    pub(super) tx: Transaction<'static, Any>,
+    pub(super) tx: WriterTx,
     pub(super) backend: super::Backend,
     rows: Rows,
     /// The last mailbox cursor of each partner, as this transaction has it.
@@ -182,13 +184,13 @@ pub(super) type WriteQuery<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArgum
 
 /// [`LedgerTx::write`] for callers that hold other parts of the transaction borrowed.
 pub(super) async fn write_to(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut WriterTx,
     batch: &mut Option<Batch>,
     mut q: WriteQuery<'_>,
 ) -> Result<(), StoreError> {
     use sqlx::Execute as _;
     let Some(batch) = batch.as_mut() else {
-        q.execute(&mut **tx).await?;
+        q.execute(tx).await?;
         return Ok(());
     };
     let arguments = q.take_arguments().map_err(sqlx::Error::Encode)?;
@@ -423,7 +425,7 @@ impl LedgerTx {
                     }
                 }
             }
-            for r in q.fetch_all(&mut *self.tx).await? {
+            for r in q.fetch_all(&mut self.tx).await? {
                 let pair: (String, String) = (r.try_get(key.0)?, r.try_get(key.1)?);
                 if chunk.iter().any(|(a, b)| *a == pair.0 && *b == pair.1) {
                     out.push((pair, r));
@@ -623,7 +625,7 @@ impl LedgerTx {
                     "SELECT COALESCE(MAX(cursor), 0) AS last FROM mailbox WHERE partner_id = $1",
                 )
                 .bind(partner)
-                .fetch_one(&mut *self.tx)
+                .fetch_one(&mut self.tx)
                 .await?;
                 row.try_get::<i64, _>("last")?
             }
@@ -642,7 +644,7 @@ impl LedgerTx {
             return Ok(next);
         }
         let row = sqlx::query("SELECT COALESCE(MAX(idx) + 1, 0) AS next FROM log_entries")
-            .fetch_one(&mut *self.tx)
+            .fetch_one(&mut self.tx)
             .await?;
         let next = index(row.try_get("next")?);
         self.next = Some(next);
@@ -656,7 +658,7 @@ impl LedgerTx {
         )
         .bind(partner)
         .bind(cursor as i64)
-        .execute(&mut *self.tx)
+        .execute(&mut self.tx)
         .await?;
         Ok(())
     }
@@ -667,7 +669,7 @@ impl LedgerTx {
         if self.backend == super::Backend::Postgres {
             sqlx::query("SELECT pg_notify($1, '')")
                 .bind(notice.channel())
-                .execute(&mut *self.tx)
+                .execute(&mut self.tx)
                 .await?;
         }
         Ok(())
@@ -683,14 +685,8 @@ impl LedgerTx {
         self.write_accounts().await?;
         self.write_query_answers().await?;
         self.write_rows().await?;
-        if let Some(batch) = self.batch.take()
-            && !batch.sql.is_empty()
-        {
-            sqlx::query_with(sqlx::AssertSqlSafe(batch.sql), batch.arguments)
-                .execute(&mut *self.tx)
-                .await?;
-        }
-        self.tx.commit().await?;
+        let batch = self.batch.take().unwrap_or_default();
+        self.tx.commit(batch.sql, batch.arguments).await?;
         if let Some(memory) = self.memory {
             *memory.lock().unwrap_or_else(|e| e.into_inner()) = WriterMemory {
                 next: self.next,
@@ -710,19 +706,19 @@ impl Store {
     /// one at a time: no two can take the same index, and none can skip one. A replica that
     /// dies mid-transaction releases the lock with its connection.
     pub async fn begin_ledger(&self) -> Result<LedgerTx, StoreError> {
-        // SQLite: take the write lock at the start (waiting for it under busy_timeout) rather
-        // than at the first write, where a snapshot older than another connection's commit
-        // (a mailbox claim) would fail at once with SQLITE_BUSY.
-        let mut tx = match self.backend {
-            super::Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
-            super::Backend::Postgres => self.writer.begin().await?,
+        // SQLite: the write lock is taken with the transaction's first statement, whether it
+        // reads or writes (see `WriterTx`).
+        let tx = match self.backend {
+            super::Backend::Sqlite => WriterTx::sqlite(self.writer.acquire().await?),
+            super::Backend::Postgres => {
+                let mut tx = self.writer.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(SEQUENCER_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+                WriterTx::postgres(tx)
+            }
         };
-        if self.backend == super::Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(SEQUENCER_LOCK)
-                .execute(&mut *tx)
-                .await?;
-        }
         let (memory, known) = match self.backend {
             super::Backend::Sqlite => {
                 let known =
@@ -1135,7 +1131,7 @@ impl LedgerTx {
         .bind(witness)
         .bind(line)
         .bind(log_index as i64)
-        .execute(&mut *self.tx)
+        .execute(&mut self.tx)
         .await?;
         Ok(())
     }

@@ -15,6 +15,7 @@ mod nodelay;
 mod partners;
 mod reports;
 pub mod testing;
+mod writer;
 
 use std::path::Path;
 use std::str::FromStr;
