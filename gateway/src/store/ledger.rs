@@ -161,22 +161,129 @@ pub struct LedgerTx {
     next: Option<u64>,
     /// Where the SQLite writer keeps what it knows for its next transaction.
     memory: Option<std::sync::Arc<std::sync::Mutex<WriterMemory>>>,
-    /// SQLite, during the commit: the writes kept to go to the database together.
+    /// During the commit: the writes kept to go to the database together.
     pub(super) batch: Option<Batch>,
+    /// PostgreSQL: what the commit tells the other replicas.
+    notices: Vec<Notice>,
 }
 
-/// Write statements sent to SQLite as one string, in one round trip to its connection's thread,
-/// with their parameters (all anonymous, see [`param`]) bound in order across the statements.
-/// A round trip took about 0.3 ms when the runtime's threads were busy, even for `SELECT 1`
-/// (BENCHMARKS.md, session 10), and a group of leads wrote six statements before its COMMIT.
-/// The batch is cached as one prepared statement list under its whole text, like any query:
-/// a steady load repeats a few shapes, and an uncached one costs what its statements cost to
-/// prepare one by one. PostgreSQL's extended protocol takes one statement per query, so there
-/// each write runs at once.
+/// A commit's write statements, sent to the database together with their parameters.
+///
+/// - SQLite: one string of statements in one round trip to its connection's thread, their
+///   parameters (all anonymous, see [`param`]) bound in order across the statements, and
+///   `COMMIT` after them (see `WriterTx`). A round trip took about 0.3 ms when the runtime's
+///   threads were busy, even for `SELECT 1` (BENCHMARKS.md, session 10), and a group of leads
+///   wrote six statements before its COMMIT. The batch is cached as one prepared statement list
+///   under its whole text, like any query: a steady load repeats a few shapes, and an uncached
+///   one costs what its statements cost to prepare one by one.
+/// - PostgreSQL: its extended protocol takes one statement per message. A small commit's writes
+///   become the data-modifying `WITH` queries of one statement, their `$n` parameters numbered
+///   on across them, and the transaction's notifications its final `SELECT`. Every part of
+///   such a statement sees the same snapshot and none sees another's rows; the writes of a
+///   commit are inserts and upserts of distinct rows, and foreign keys are checked at the end
+///   of the whole statement. A larger commit (more than [`PG_JOINED_PARAMETERS`] parameters)
+///   sends its writes one by one: its joined text would rarely repeat, and PostgreSQL would
+///   parse and plan it anew every time (BENCHMARKS.md, session 11).
 #[derive(Default)]
 pub(super) struct Batch {
     sql: String,
     arguments: sqlx::any::AnyArguments,
+    /// PostgreSQL: the writes, and how many parameters they hold.
+    writes: Vec<(String, sqlx::any::AnyArguments)>,
+    parameters: usize,
+}
+
+/// Most parameters the writes of a PostgreSQL commit may hold to go as one statement: a few
+/// appends' worth (an account query's writes take 19: its entry, payload, envelope and mailbox
+/// message).
+const PG_JOINED_PARAMETERS: usize = 400;
+
+impl Batch {
+    /// Adds `sql` and its `arguments`.
+    fn push(&mut self, backend: super::Backend, sql: &str, arguments: sqlx::any::AnyArguments) {
+        match backend {
+            super::Backend::Sqlite => {
+                self.sql.push_str(sql);
+                self.sql.push_str(";\n");
+                // The buffer's field is public but hidden from sqlx's documentation; sqlx is
+                // pinned by Cargo.lock, and the tests run every batched write.
+                self.arguments.values.0.extend(arguments.values.0);
+            }
+            super::Backend::Postgres => {
+                self.parameters += arguments.values.0.len();
+                self.writes.push((sql.to_owned(), arguments));
+            }
+        }
+    }
+
+    /// PostgreSQL: the statements that send the batch and, when it commits, `notices`.
+    fn postgres_statements(self, notices: &[Notice]) -> Vec<(String, sqlx::any::AnyArguments)> {
+        use sqlx::Arguments as _;
+        let joined = self.parameters + notices.len() <= PG_JOINED_PARAMETERS;
+        let mut statements = Vec::new();
+        let mut parts = String::new();
+        let mut arguments = sqlx::any::AnyArguments::default();
+        let mut numbered = 0;
+        for (i, (sql, values)) in self.writes.into_iter().enumerate() {
+            if !joined {
+                statements.push((sql, values));
+                continue;
+            }
+            if i > 0 {
+                parts.push_str(",\n");
+            }
+            parts.push_str(&format!("w{i} AS ("));
+            renumber(&sql, numbered, &mut parts);
+            parts.push(')');
+            numbered += values.values.0.len();
+            arguments.values.0.extend(values.values.0);
+        }
+        if parts.is_empty() && notices.is_empty() {
+            return statements;
+        }
+        let mut select = Vec::new();
+        for notice in notices {
+            numbered += 1;
+            select.push(format!("pg_notify(${numbered}, '')"));
+            // A &'static str always encodes.
+            let _ = arguments.add(notice.channel());
+        }
+        let select = if select.is_empty() {
+            "1".to_owned()
+        } else {
+            select.join(", ")
+        };
+        statements.push(if parts.is_empty() {
+            (format!("SELECT {select}"), arguments)
+        } else {
+            (format!("WITH {parts}\nSELECT {select}"), arguments)
+        });
+        statements
+    }
+}
+
+/// Appends `sql` to `out` with its PostgreSQL parameters `$n` numbered from `offset + 1`
+/// (`$1` becomes `$offset+1`); quoted text is copied as it is.
+fn renumber(sql: &str, offset: usize, out: &mut String) {
+    let mut quoted = false;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        match c {
+            '\'' => quoted = !quoted,
+            '$' if !quoted => {
+                let mut n = String::new();
+                while let Some(d) = chars.next_if(char::is_ascii_digit) {
+                    n.push(d);
+                }
+                match n.parse::<usize>() {
+                    Ok(n) => out.push_str(&(n + offset).to_string()),
+                    Err(_) => out.push_str(&n),
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// A write statement with its parameters bound.
@@ -189,18 +296,17 @@ pub(super) async fn write_to(
     mut q: WriteQuery<'_>,
 ) -> Result<(), StoreError> {
     use sqlx::Execute as _;
-    let Some(batch) = batch.as_mut() else {
+    let Some(kept) = batch.as_mut() else {
         q.execute(tx).await?;
         return Ok(());
     };
     let arguments = q.take_arguments().map_err(sqlx::Error::Encode)?;
-    batch.sql.push_str(q.sql().as_str());
-    batch.sql.push_str(";\n");
-    if let Some(arguments) = arguments {
-        // The buffer's field is public but hidden from sqlx's documentation; sqlx is pinned by
-        // Cargo.lock, and the tests run every batched write.
-        batch.arguments.values.0.extend(arguments.values.0);
-    }
+    let arguments = arguments.unwrap_or_default();
+    let backend = match tx {
+        WriterTx::Sqlite { .. } => super::Backend::Sqlite,
+        WriterTx::Postgres(_) => super::Backend::Postgres,
+    };
+    kept.push(backend, q.sql().as_str(), arguments);
     Ok(())
 }
 
@@ -664,13 +770,10 @@ impl LedgerTx {
     }
 
     /// Tells the other replicas about this transaction when it commits (PostgreSQL only:
-    /// on SQLite there is one gateway process).
+    /// on SQLite there is one gateway process). Sent with the commit's writes.
     pub async fn notify(&mut self, notice: Notice) -> Result<(), StoreError> {
-        if self.backend == super::Backend::Postgres {
-            sqlx::query("SELECT pg_notify($1, '')")
-                .bind(notice.channel())
-                .execute(&mut self.tx)
-                .await?;
+        if self.backend == super::Backend::Postgres && !self.notices.contains(&notice) {
+            self.notices.push(notice);
         }
         Ok(())
     }
@@ -678,15 +781,23 @@ impl LedgerTx {
     /// Makes everything in this transaction durable (SQLite: synchronous=FULL; PostgreSQL:
     /// synchronous_commit as the server has it).
     pub async fn commit(mut self) -> Result<(), StoreError> {
-        if self.backend == super::Backend::Sqlite {
-            self.batch = Some(Batch::default());
-        }
+        self.batch = Some(Batch::default());
         self.settle().await?;
         self.write_accounts().await?;
         self.write_query_answers().await?;
         self.write_rows().await?;
         let batch = self.batch.take().unwrap_or_default();
-        self.tx.commit(batch.sql, batch.arguments).await?;
+        match self.backend {
+            super::Backend::Sqlite => self.tx.commit(batch.sql, batch.arguments).await?,
+            super::Backend::Postgres => {
+                for (sql, arguments) in batch.postgres_statements(&self.notices) {
+                    sqlx::query_with(sqlx::AssertSqlSafe(sql), arguments)
+                        .execute(&mut self.tx)
+                        .await?;
+                }
+                self.tx.commit(String::new(), Default::default()).await?;
+            }
+        }
         if let Some(memory) = self.memory {
             *memory.lock().unwrap_or_else(|e| e.into_inner()) = WriterMemory {
                 next: self.next,
@@ -710,14 +821,14 @@ impl Store {
         // reads or writes (see `WriterTx`).
         let tx = match self.backend {
             super::Backend::Sqlite => WriterTx::sqlite(self.writer.acquire().await?),
-            super::Backend::Postgres => {
-                let mut tx = self.writer.begin().await?;
-                sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                    .bind(SEQUENCER_LOCK)
-                    .execute(&mut *tx)
-                    .await?;
-                WriterTx::postgres(tx)
-            }
+            // One simple-protocol message for both statements; the lock is a constant.
+            super::Backend::Postgres => WriterTx::postgres(
+                self.writer
+                    .begin_with(sqlx::AssertSqlSafe(format!(
+                        "BEGIN; SELECT pg_advisory_xact_lock({SEQUENCER_LOCK})"
+                    )))
+                    .await?,
+            ),
         };
         let (memory, known) = match self.backend {
             super::Backend::Sqlite => {
@@ -736,6 +847,7 @@ impl Store {
             next: known.next,
             memory,
             batch: None,
+            notices: Vec::new(),
             accounts: HashMap::new(),
             accounts_read: HashMap::new(),
             events: Vec::new(),
@@ -1157,7 +1269,59 @@ impl Store {
 mod tests {
     use sqlx::Row;
 
+    use super::Notice;
     use crate::store::testing::{TestDb, each_backend, sqlite_plan};
+
+    /// On PostgreSQL a commit's notifications go with its writes, in one statement, and reach
+    /// a listening replica once it commits; a transaction rolled back sends none.
+    #[tokio::test]
+    async fn a_commits_notifications_reach_the_other_replicas() {
+        for db in each_backend().await {
+            let store = db.store();
+            if store.backend() != crate::store::Backend::Postgres {
+                continue;
+            }
+            let mut listener = sqlx::postgres::PgListener::connect(store.url())
+                .await
+                .unwrap();
+            listener
+                .listen_all([Notice::Mailboxes.channel(), Notice::Registry.channel()])
+                .await
+                .unwrap();
+            let mut tx = store.begin_ledger().await.unwrap();
+            tx.insert_entry(0, vec![1], &[0; 32], 1).await.unwrap();
+            tx.notify(Notice::Registry).await.unwrap();
+            drop(tx);
+            let mut tx = store.begin_ledger().await.unwrap();
+            tx.insert_entry(0, vec![0], &[0; 32], 1).await.unwrap();
+            tx.enqueue("hrss-500103", 0, 1).await.unwrap();
+            tx.notify(Notice::Mailboxes).await.unwrap();
+            tx.notify(Notice::Mailboxes).await.unwrap();
+            tx.commit().await.unwrap();
+            let first = tokio::time::timeout(std::time::Duration::from_secs(5), listener.recv())
+                .await
+                .expect("a notification within 5 s")
+                .unwrap();
+            assert_eq!(first.channel(), Notice::Mailboxes.channel());
+            let more =
+                tokio::time::timeout(std::time::Duration::from_millis(300), listener.recv()).await;
+            assert!(more.is_err(), "one notification per channel and commit");
+            assert_eq!(store.log_size().await.unwrap(), 1);
+        }
+    }
+
+    /// A PostgreSQL write joins a batch with its parameters numbered on from the batch's;
+    /// quoted text keeps its dollars.
+    #[test]
+    fn parameters_are_numbered_on_across_a_batch() {
+        let mut out = String::new();
+        super::renumber(
+            "INSERT INTO t VALUES ($1, $2, 'a $1 b'), ($10, $ x)",
+            7,
+            &mut out,
+        );
+        assert_eq!(out, "INSERT INTO t VALUES ($8, $9, 'a $1 b'), ($17, $ x)");
+    }
 
     /// Each delivered message's receipt is found by its log index through an index, not by
     /// reading every envelope ever accepted (so sending got slower as the log grew): SQLite's
