@@ -182,8 +182,11 @@ pub struct LedgerTx {
 ///   such a statement sees the same snapshot and none sees another's rows; the writes of a
 ///   commit are inserts and upserts of distinct rows, and foreign keys are checked at the end
 ///   of the whole statement. A larger commit (more than [`PG_JOINED_PARAMETERS`] parameters)
-///   sends its writes one by one: its joined text would rarely repeat, and PostgreSQL would
-///   parse and plan it anew every time (BENCHMARKS.md, session 11).
+///   sends its writes one by one, as before: joined, its text would rarely repeat, each would
+///   take a place in the connection's cache of prepared statements, and the protocol's limit of
+///   65,535 parameters would need a second statement. Joining every commit measured the same
+///   at 64 in flight (BENCHMARKS.md, session 11), where a group's round trips are few beside its
+///   rows.
 #[derive(Default)]
 pub(super) struct Batch {
     sql: String,
