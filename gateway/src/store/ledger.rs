@@ -202,7 +202,10 @@ pub(super) struct Batch {
 const PG_JOINED_PARAMETERS: usize = 400;
 
 impl Batch {
-    /// Adds `sql` and its `arguments`.
+    /// Adds `sql` and its `arguments`. On PostgreSQL a small commit's writes become parts of
+    /// one statement, which see the same snapshot and run in no set order: they must be
+    /// `INSERT`s (upserts included) of rows no other part of the commit writes, and their text
+    /// may hold no `$` but parameters and single-quoted literals (see [`renumber`]).
     fn push(&mut self, backend: super::Backend, sql: &str, arguments: sqlx::any::AnyArguments) {
         match backend {
             super::Backend::Sqlite => {
@@ -266,7 +269,9 @@ impl Batch {
 }
 
 /// Appends `sql` to `out` with its PostgreSQL parameters `$n` numbered from `offset + 1`
-/// (`$1` becomes `$offset+1`); quoted text is copied as it is.
+/// (`$1` becomes `$offset+1`); text in single quotes is copied as it is. It knows no
+/// dollar-quoted strings, comments or `E''` escapes, which the log's write statements do not
+/// use.
 fn renumber(sql: &str, offset: usize, out: &mut String) {
     let mut quoted = false;
     let mut chars = sql.chars().peekable();
@@ -824,14 +829,18 @@ impl Store {
         // reads or writes (see `WriterTx`).
         let tx = match self.backend {
             super::Backend::Sqlite => WriterTx::sqlite(self.writer.acquire().await?),
-            // One simple-protocol message for both statements; the lock is a constant.
-            super::Backend::Postgres => WriterTx::postgres(
-                self.writer
-                    .begin_with(sqlx::AssertSqlSafe(format!(
-                        "BEGIN; SELECT pg_advisory_xact_lock({SEQUENCER_LOCK})"
-                    )))
-                    .await?,
-            ),
+            // The lock is taken inside sqlx's transaction, not in `BEGIN`'s own message: sqlx
+            // counts a transaction as begun only once that message succeeded, so a lock wait
+            // that failed or was cancelled there would leave the connection inside an open or
+            // aborted transaction, back in the pool with nothing to roll it back.
+            super::Backend::Postgres => {
+                let mut tx = self.writer.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(SEQUENCER_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+                WriterTx::postgres(tx)
+            }
         };
         let (memory, known) = match self.backend {
             super::Backend::Sqlite => {
@@ -1276,7 +1285,7 @@ mod tests {
     use crate::store::testing::{TestDb, each_backend, sqlite_plan};
 
     /// On PostgreSQL a commit's notifications go with its writes, in one statement, and reach
-    /// a listening replica once it commits; a transaction rolled back sends none.
+    /// a listening replica once, however often the transaction asked for them.
     #[tokio::test]
     async fn a_commits_notifications_reach_the_other_replicas() {
         for db in each_backend().await {
@@ -1291,10 +1300,6 @@ mod tests {
                 .listen_all([Notice::Mailboxes.channel(), Notice::Registry.channel()])
                 .await
                 .unwrap();
-            let mut tx = store.begin_ledger().await.unwrap();
-            tx.insert_entry(0, vec![1], &[0; 32], 1).await.unwrap();
-            tx.notify(Notice::Registry).await.unwrap();
-            drop(tx);
             let mut tx = store.begin_ledger().await.unwrap();
             tx.insert_entry(0, vec![0], &[0; 32], 1).await.unwrap();
             tx.enqueue("hrss-500103", 0, 1).await.unwrap();
