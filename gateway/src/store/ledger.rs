@@ -189,11 +189,8 @@ pub struct LedgerTx {
 ///   rows.
 #[derive(Default)]
 pub(super) struct Batch {
-    sql: String,
-    arguments: sqlx::any::AnyArguments,
-    /// PostgreSQL: the writes, and how many parameters they hold.
+    /// The writes, in order, each with its parameters.
     writes: Vec<(String, sqlx::any::AnyArguments)>,
-    parameters: usize,
 }
 
 /// Most parameters the writes of a PostgreSQL commit may hold to go as one statement: a few
@@ -206,26 +203,29 @@ impl Batch {
     /// one statement, which see the same snapshot and run in no set order: they must be
     /// `INSERT`s (upserts included) of rows no other part of the commit writes, and their text
     /// may hold no `$` but parameters and single-quoted literals (see [`renumber`]).
-    fn push(&mut self, backend: super::Backend, sql: &str, arguments: sqlx::any::AnyArguments) {
-        match backend {
-            super::Backend::Sqlite => {
-                self.sql.push_str(sql);
-                self.sql.push_str(";\n");
-                // The buffer's field is public but hidden from sqlx's documentation; sqlx is
-                // pinned by Cargo.lock, and the tests run every batched write.
-                self.arguments.values.0.extend(arguments.values.0);
-            }
-            super::Backend::Postgres => {
-                self.parameters += arguments.values.0.len();
-                self.writes.push((sql.to_owned(), arguments));
-            }
+    fn push(&mut self, sql: &str, arguments: sqlx::any::AnyArguments) {
+        self.writes.push((sql.to_owned(), arguments));
+    }
+
+    /// SQLite: the writes as one string of statements, their anonymous parameters in order.
+    fn sqlite_statement(self) -> (String, sqlx::any::AnyArguments) {
+        let mut sql = String::new();
+        let mut arguments = sqlx::any::AnyArguments::default();
+        for (statement, values) in self.writes {
+            sql.push_str(&statement);
+            sql.push_str(";\n");
+            // The buffer's field is public but hidden from sqlx's documentation; sqlx is
+            // pinned by Cargo.lock, and the tests run every batched write.
+            arguments.values.0.extend(values.values.0);
         }
+        (sql, arguments)
     }
 
     /// PostgreSQL: the statements that send the batch and, when it commits, `notices`.
     fn postgres_statements(self, notices: &[Notice]) -> Vec<(String, sqlx::any::AnyArguments)> {
         use sqlx::Arguments as _;
-        let joined = self.parameters + notices.len() <= PG_JOINED_PARAMETERS;
+        let parameters: usize = self.writes.iter().map(|(_, v)| v.values.0.len()).sum();
+        let joined = parameters + notices.len() <= PG_JOINED_PARAMETERS;
         let mut statements = Vec::new();
         let mut parts = String::new();
         let mut arguments = sqlx::any::AnyArguments::default();
@@ -309,12 +309,7 @@ pub(super) async fn write_to(
         return Ok(());
     };
     let arguments = q.take_arguments().map_err(sqlx::Error::Encode)?;
-    let arguments = arguments.unwrap_or_default();
-    let backend = match tx {
-        WriterTx::Sqlite { .. } => super::Backend::Sqlite,
-        WriterTx::Postgres(_) => super::Backend::Postgres,
-    };
-    kept.push(backend, q.sql().as_str(), arguments);
+    kept.push(q.sql().as_str(), arguments.unwrap_or_default());
     Ok(())
 }
 
@@ -796,7 +791,10 @@ impl LedgerTx {
         self.write_rows().await?;
         let batch = self.batch.take().unwrap_or_default();
         match self.backend {
-            super::Backend::Sqlite => self.tx.commit(batch.sql, batch.arguments).await?,
+            super::Backend::Sqlite => {
+                let (sql, arguments) = batch.sqlite_statement();
+                self.tx.commit(sql, arguments).await?
+            }
             super::Backend::Postgres => {
                 for (sql, arguments) in batch.postgres_statements(&self.notices) {
                     sqlx::query_with(sqlx::AssertSqlSafe(sql), arguments)

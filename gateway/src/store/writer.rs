@@ -322,13 +322,33 @@ mod tests {
     }
 
     async fn projects(store: &crate::store::Store) -> Vec<String> {
-        sqlx::query("SELECT project_code FROM projects ORDER BY project_code")
-            .fetch_all(&store.pool)
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get("project_code"))
-            .collect()
+        column(store, "project_code").await
+    }
+
+    /// `name` of every project, in the order of their codes.
+    async fn column(store: &crate::store::Store, name: &str) -> Vec<String> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {name} FROM projects ORDER BY project_code"
+        )))
+        .fetch_all(&store.pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(name))
+        .collect()
+    }
+
+    /// A batch that inserts a project of each code, as a commit sends it on SQLite.
+    fn batch_of(codes: &[&str]) -> (String, sqlx::any::AnyArguments) {
+        use sqlx::Arguments as _;
+        let mut batch = String::new();
+        let mut arguments = sqlx::any::AnyArguments::default();
+        for code in codes {
+            batch.push_str(&INSERT_PROJECT.replace("$1", "?"));
+            batch.push_str(";\n");
+            arguments.add(*code).unwrap();
+        }
+        (batch, arguments)
     }
 
     /// What the statements after the first (which carried `BEGIN`) wrote is rolled back when
@@ -362,14 +382,7 @@ mod tests {
         let db = TestDb::sqlite().await;
         let store = db.store();
         let mut tx = store.begin_ledger().await.unwrap();
-        let mut batch = String::new();
-        let mut arguments = sqlx::any::AnyArguments::default();
-        for code in ["a", "b", "c"] {
-            use sqlx::Arguments as _;
-            batch.push_str(&INSERT_PROJECT.replace("$1", "?"));
-            batch.push_str(";\n");
-            arguments.add(code).unwrap();
-        }
+        let (mut batch, arguments) = batch_of(&["a", "b", "c"]);
         batch.push_str("UPDATE projects SET name = 'm'; ");
         tx.tx.commit(batch, arguments).await.unwrap();
         drop(tx);
@@ -383,14 +396,7 @@ mod tests {
             .unwrap();
         assert_eq!(updated.rows_affected(), 1);
         tx.commit().await.unwrap();
-        let names: Vec<String> = sqlx::query("SELECT name FROM projects ORDER BY project_code")
-            .fetch_all(&store.pool)
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get("name"))
-            .collect();
-        assert_eq!(names, ["m", "x", "m"]);
+        assert_eq!(column(store, "name").await, ["m", "x", "m"]);
     }
 
     /// When the `BEGIN` in front of the first statement fails (here because the connection is
@@ -434,14 +440,7 @@ mod tests {
         let store = db.store();
         let mut tx = store.begin_ledger().await.unwrap();
         insert(&mut tx, "p-0").await.unwrap();
-        let mut arguments = sqlx::any::AnyArguments::default();
-        {
-            use sqlx::Arguments as _;
-            arguments.add("p-1").unwrap();
-            arguments.add("p-1").unwrap();
-        }
-        let insert = INSERT_PROJECT.replace("$1", "?");
-        let batch = format!("{insert};\n{insert};\n");
+        let (batch, arguments) = batch_of(&["p-1", "p-1"]);
         assert!(tx.tx.commit(batch, arguments).await.is_err());
         drop(tx);
         next_transaction_commits(store).await;
