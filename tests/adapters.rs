@@ -138,6 +138,23 @@ async fn wait_for(hook: &Webhook, ids: &[String]) {
     );
 }
 
+/// Waits until the adapter acknowledged everything in the agency's mailbox. The webhook counts
+/// a message before it answers, and the adapter acknowledges it only after reading that
+/// answer: stopping the adapter as soon as the webhook has seen everything could leave the last
+/// message unacknowledged, to be delivered (and posted) again.
+async fn all_acknowledged(gw: &TestGateway) {
+    let mut counts = None;
+    for _ in 0..150 {
+        let now = gw.running.log.store().mailbox_counts(AGENCY).await.unwrap();
+        if now.pending == 0 {
+            return;
+        }
+        counts = Some(now);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the adapter left messages unacknowledged: {counts:?}");
+}
+
 #[tokio::test]
 async fn webhook_deliveries_wait_for_the_webhook_and_arrive_once_across_restarts() {
     let gw = TestGateway::start(TestDb::sqlite().await).await;
@@ -156,6 +173,7 @@ async fn webhook_deliveries_wait_for_the_webhook_and_arrive_once_across_restarts
     // Back up: each arrives, once.
     hook.down.store(false, Ordering::SeqCst);
     wait_for(&hook, &ids).await;
+    all_acknowledged(&gw).await;
 
     // The adapter is killed (its task aborted, no clean shutdown); two more leads come; it
     // restarts with its state.
@@ -177,6 +195,7 @@ async fn webhook_deliveries_wait_for_the_webhook_and_arrive_once_across_restarts
     .unwrap();
     let (stop, adapter) = start(&gw, &hook, state.path());
     wait_for(&hook, &ids).await;
+    all_acknowledged(&gw).await;
     // Everything acknowledged: the mailbox is empty.
     let mut pending = DeliveryClient::new(gw.channel_as(AGENCY).await)
         .subscribe(pb::SubscribeRequest {

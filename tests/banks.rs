@@ -785,7 +785,10 @@ async fn account_queries(gw: &TestGateway) {
                 pb::AccountQueryKind::Balance,
                 order(),
             ),
-            Duration::from_millis(300),
+            // On PostgreSQL a query with no link here waits up to 1.5 s for another replica
+            // to take it before it is refused as UNAVAILABLE: a shorter deadline would cut
+            // every ask before that.
+            Duration::from_millis(2500),
         )
         .await
         .unwrap_err();
@@ -1040,22 +1043,18 @@ async fn the_bank_adapter_answers_queries_from_the_bank_core() {
     let channel = gw.channel_as(BANK).await;
     let signer = std::sync::Arc::new(gw.signer(BANK));
     tokio::spawn(serve_link(channel, signer, BANK.into(), core, 8));
-    tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let result = ask(
-        &gw,
-        "hrss-500105",
-        query(
-            &gw,
-            "hrss-500105",
-            account,
-            pb::AccountQueryKind::Balance,
-            order(),
-        ),
-        Duration::from_secs(10),
-    )
-    .await
-    .unwrap();
+    // Until the spawned link has said hello, the bank has no link: asked again.
+    let mut tries = 0;
+    let result = loop {
+        tries += 1;
+        match ask_balance(&gw, "hrss-500105", account).await {
+            Err(e) if e.code() == Code::Unavailable && tries < 50 => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            other => break other.unwrap(),
+        }
+    };
     let answer = result.answer.unwrap();
     assert_eq!(
         pb::Header::decode(answer.header.as_slice()).unwrap().sender,
