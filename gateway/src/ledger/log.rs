@@ -604,14 +604,14 @@ async fn write_group(shared: &Shared, store: &Store, group: Vec<Append>) {
             let decided = decide(shared, &mut tx, start, &appends).await?;
             // The other replicas hear of it when it commits.
             if decided.2 {
-                tx.notify(Notice::Mailboxes).await?;
+                tx.notify(Notice::Mailboxes);
             }
             let changed_registry = appends
                 .iter()
                 .zip(&decided.0)
                 .any(|(a, outcome)| a.kind == EntryKind::Admin && outcome.is_ok());
             if changed_registry {
-                tx.notify(Notice::Registry).await?;
+                tx.notify(Notice::Registry);
             }
             tx.commit().await?;
             Ok::<_, StoreError>(decided)

@@ -774,11 +774,10 @@ impl LedgerTx {
 
     /// Tells the other replicas about this transaction when it commits (PostgreSQL only:
     /// on SQLite there is one gateway process). Sent with the commit's writes.
-    pub async fn notify(&mut self, notice: Notice) -> Result<(), StoreError> {
+    pub fn notify(&mut self, notice: Notice) {
         if self.backend == super::Backend::Postgres && !self.notices.contains(&notice) {
             self.notices.push(notice);
         }
-        Ok(())
     }
 
     /// Makes everything in this transaction durable (SQLite: synchronous=FULL; PostgreSQL:
@@ -1301,8 +1300,8 @@ mod tests {
             let mut tx = store.begin_ledger().await.unwrap();
             tx.insert_entry(0, vec![0], &[0; 32], 1).await.unwrap();
             tx.enqueue("hrss-500103", 0, 1).await.unwrap();
-            tx.notify(Notice::Mailboxes).await.unwrap();
-            tx.notify(Notice::Mailboxes).await.unwrap();
+            tx.notify(Notice::Mailboxes);
+            tx.notify(Notice::Mailboxes);
             tx.commit().await.unwrap();
             let first = tokio::time::timeout(std::time::Duration::from_secs(5), listener.recv())
                 .await
